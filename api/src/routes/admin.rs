@@ -1,0 +1,401 @@
+//! The operator API under `/admin/api`: the event log (filtered, sorted, cursor-paginated;
+//! one-time codes redacted), replaying an event, failed/dead/retrying jobs, retrying one.
+//! Auth: `Authorization: Bearer $ADMIN_TOKEN` (constant-time compare) or a session token whose
+//! user has role `admin`; 401 without credentials, 403 for a valid non-admin session.
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+use jobs::clerk::ClerkEvent;
+use jobs::ids::SvixId;
+use poem::http::HeaderMap;
+use poem::web::{Data, Json, Path, Query};
+use poem::{handler, IntoResponse, Response};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+type Time = chrono::DateTime<chrono::Utc>;
+/// svix_id, event_type, status, received_at, attempts, last_error, processed_at
+type EventRow = (
+    String,
+    String,
+    String,
+    Time,
+    i32,
+    Option<String>,
+    Option<Time>,
+);
+/// event_type, status, payload, received_at, attempts, pending_jobs, last_error
+type EventDetail = (String, String, Value, Time, i32, i32, Option<String>);
+/// id, queue, status, attempts, max_attempts, last error, run_at, svix_id
+type JobRow = (
+    String,
+    String,
+    String,
+    i32,
+    i32,
+    Option<String>,
+    Time,
+    Option<String>,
+);
+
+fn db(e: sqlx::Error) -> ApiError {
+    ApiError::Unavailable(e.into())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Who may use the operator routes.
+async fn authorize(headers: &HeaderMap, state: &AppState) -> Result<String, ApiError> {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    if let (Some(token), Some(admin)) = (bearer, &state.admin_token) {
+        if constant_time_eq(token.as_bytes(), admin.expose_secret().as_bytes()) {
+            return Ok("admin-token".into());
+        }
+    }
+    let Some(sessions) = &state.sessions else {
+        return Err(ApiError::Unauthenticated(
+            "invalid_token",
+            "operator routes need ADMIN_TOKEN or an admin session",
+        ));
+    };
+    let session = sessions.verify_request(headers).await?;
+    let role: Option<String> = sqlx::query_scalar(
+        "SELECT role FROM users WHERE clerk_user_id = $1 AND deleted_at IS NULL",
+    )
+    .bind(session.user_id.as_str())
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(db)?;
+    match role.as_deref() {
+        Some("admin") => Ok(format!("user:{}", session.user_id)),
+        _ => Err(ApiError::Forbidden("operator routes are for admins")),
+    }
+}
+
+macro_rules! guarded {
+    ($name:ident, $inner:ident $(, $arg:ident : $ty:ty)*) => {
+        #[handler]
+        pub async fn $name(headers: &HeaderMap, state: Data<&AppState> $(, $arg: $ty)*) -> Response {
+            match authorize(headers, &state).await {
+                Ok(who) => $inner(&state, &who $(, $arg)*).await.unwrap_or_else(IntoResponse::into_response),
+                Err(e) => e.into_response(),
+            }
+        }
+    };
+}
+
+#[derive(Deserialize)]
+pub struct EventQuery {
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+    order: Option<String>,
+}
+
+fn time(
+    name: &'static str,
+    v: Option<&str>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    v.map(|s| chrono::DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&chrono::Utc)))
+        .transpose()
+        .map_err(|_| {
+            ApiError::BadRequest("invalid_query", format!("{name} must be an RFC 3339 time"))
+        })
+}
+
+guarded!(list_events, list_events_inner, q: Query<EventQuery>);
+
+async fn list_events_inner(
+    state: &AppState,
+    _who: &str,
+    Query(q): Query<EventQuery>,
+) -> Result<Response, ApiError> {
+    const STATUSES: &[&str] = &["queued", "processed", "failed", "ignored", "rejected"];
+    if let Some(s) = q.status.as_deref().filter(|s| !STATUSES.contains(s)) {
+        return Err(ApiError::BadRequest(
+            "invalid_query",
+            format!("status `{s}` is not one of {}", STATUSES.join(", ")),
+        ));
+    }
+    let asc = match q.order.as_deref() {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "invalid_query",
+                "order must be asc or desc".into(),
+            ))
+        }
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            "invalid_query",
+            "limit must be between 1 and 500".into(),
+        ));
+    }
+    let (since, until) = (
+        time("since", q.since.as_deref())?,
+        time("until", q.until.as_deref())?,
+    );
+    let cursor = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => {
+            let (t, id) = c.split_once('|').ok_or_else(|| {
+                ApiError::BadRequest("invalid_query", "cursor is malformed".into())
+            })?;
+            Some((time("cursor", Some(t))?.expect("present"), id.to_owned()))
+        }
+    };
+    let rows: Vec<EventRow> = sqlx::query_as(
+        "SELECT svix_id, event_type, status, received_at, attempts, last_error, processed_at FROM webhook_events \
+         WHERE ($1::text IS NULL OR event_type = $1) AND ($2::text IS NULL OR status = $2) \
+           AND ($3::timestamptz IS NULL OR received_at >= $3) AND ($4::timestamptz IS NULL OR received_at < $4) \
+           AND ($5::timestamptz IS NULL OR (CASE WHEN $7 THEN (received_at, svix_id) > ($5, $6) ELSE (received_at, svix_id) < ($5, $6) END)) \
+         ORDER BY CASE WHEN $7 THEN received_at END ASC, CASE WHEN $7 THEN svix_id END ASC, \
+                  CASE WHEN NOT $7 THEN received_at END DESC, CASE WHEN NOT $7 THEN svix_id END DESC \
+         LIMIT $8",
+    )
+    .bind(&q.event_type)
+    .bind(&q.status)
+    .bind(since)
+    .bind(until)
+    .bind(cursor.as_ref().map(|c| c.0))
+    .bind(cursor.as_ref().map(|c| c.1.clone()))
+    .bind(asc)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db)?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| {
+            rows.last().map(|r| {
+                format!(
+                    "{}|{}",
+                    r.3.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    r.0
+                )
+            })
+        })
+        .flatten();
+    let events: Vec<Value> = rows
+        .into_iter()
+        .map(|(id, t, s, at, attempts, err, done)| json!({"svix_id": id, "event_type": t, "status": s, "received_at": at, "attempts": attempts, "last_error": err, "processed_at": done}))
+        .collect();
+    Ok(Json(json!({"events": events, "next_cursor": next})).into_response())
+}
+
+/// One-time codes never leave the database: the code itself wherever it appears (Clerk puts it
+/// in the subject and both bodies too), and the rendered bodies as a whole.
+pub fn redact(payload: Value) -> Value {
+    if payload["type"] != "email.created" && payload["type"] != "sms.created" {
+        return payload;
+    }
+    let code = payload["data"]["data"]["otp_code"]
+        .as_str()
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned);
+    let mut payload = match code {
+        Some(code) => serde_json::from_str(&payload.to_string().replace(&code, "[redacted]"))
+            .unwrap_or(payload),
+        None => payload,
+    };
+    let data = &mut payload["data"];
+    for key in ["body", "body_plain", "message"] {
+        if data.get(key).is_some() {
+            data[key] = json!("[redacted]");
+        }
+    }
+    payload
+}
+
+guarded!(event_detail, event_detail_inner, id: Path<String>);
+
+async fn event_detail_inner(
+    state: &AppState,
+    _who: &str,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let row: Option<EventDetail> = sqlx::query_as(
+        "SELECT event_type, status, payload, received_at, attempts, pending_jobs, last_error FROM webhook_events WHERE svix_id = $1",
+    )
+    .bind(&id)
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(db)?;
+    let (t, s, payload, at, attempts, pending, err) =
+        row.ok_or(ApiError::NotFound("no such event"))?;
+    Ok(Json(json!({"svix_id": id, "event_type": t, "status": s, "received_at": at, "attempts": attempts, "pending_jobs": pending, "last_error": err, "payload": redact(payload)})).into_response())
+}
+
+guarded!(replay_event, replay_event_inner, id: Path<String>);
+
+/// Plans the stored event again and enqueues its jobs: safe because handlers are idempotent.
+async fn replay_event_inner(
+    state: &AppState,
+    who: &str,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let svix = SvixId::parse(&id).map_err(|_| ApiError::NotFound("no such event"))?;
+    let mut tx = state.pool.begin().await.map_err(db)?;
+    let payload: Option<Value> =
+        sqlx::query_scalar("SELECT payload FROM webhook_events WHERE svix_id = $1 FOR UPDATE")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+    let payload = payload.ok_or(ApiError::NotFound("no such event"))?;
+    let event = ClerkEvent::parse(payload.to_string().as_bytes()).map_err(|e| {
+        ApiError::BadRequest(
+            "not_replayable",
+            format!("the stored event does not parse: {e}"),
+        )
+    })?;
+    let jobs = jobs::planner::plan(&svix, &event);
+    if jobs.is_empty() {
+        return Err(ApiError::BadRequest(
+            "not_replayable",
+            format!("`{}` events cause no jobs", event.event_type),
+        ));
+    }
+    let ids = jobs::queue::enqueue(&mut tx, &jobs, None)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    sqlx::query("UPDATE webhook_events SET status = 'queued', pending_jobs = pending_jobs + $2, processed_at = NULL WHERE svix_id = $1")
+        .bind(&id)
+        .bind(ids.len() as i32)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    jobs::audit::record(
+        &mut tx,
+        &jobs::audit::Origin::system(),
+        "event.replayed",
+        &id,
+        json!({"by": who, "jobs": ids.len()}),
+    )
+    .await
+    .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok((poem::http::StatusCode::ACCEPTED, Json(json!({"svix_id": id, "job_ids": ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()}))).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct JobQuery {
+    state: Option<String>,
+    queue: Option<String>,
+}
+
+guarded!(list_jobs, list_jobs_inner, q: Query<JobQuery>);
+
+async fn list_jobs_inner(
+    state: &AppState,
+    _who: &str,
+    Query(q): Query<JobQuery>,
+) -> Result<Response, ApiError> {
+    let filter = match q.state.as_deref().unwrap_or("problems") {
+        "problems" => "(status = 'Killed' OR status = 'Failed')",
+        "dead" => "((status = 'Failed' AND attempts >= max_attempts) OR status = 'Killed')",
+        "retrying" => "(status = 'Failed' AND attempts < max_attempts)",
+        other => {
+            return Err(ApiError::BadRequest(
+                "invalid_query",
+                format!("state `{other}` is not one of problems, dead, retrying"),
+            ))
+        }
+    };
+    let sql = format!(
+        "SELECT id, job_type, status, attempts, max_attempts, last_result ->> 'Err', run_at, metadata -> 'svix_id' FROM apalis.jobs \
+         WHERE {filter} AND ($1::text IS NULL OR job_type = $1) ORDER BY done_at DESC NULLS LAST LIMIT 200"
+    );
+    let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(&q.queue)
+        .fetch_all(&state.pool)
+        .await
+        .map_err(db)?;
+    let jobs: Vec<Value> = rows
+        .into_iter()
+        .map(|(id, queue, status, attempts, max, err, run_at, svix)| {
+            let st = jobs::queue::status::state(&status, attempts, max);
+            json!({"job_id": id, "queue": queue, "state": st, "dead": matches!(st, jobs::queue::status::JobState::Failed), "attempts": attempts, "max_attempts": max, "last_error": err, "run_at": run_at, "svix_id": svix})
+        })
+        .collect();
+    Ok(Json(json!({ "jobs": jobs })).into_response())
+}
+
+guarded!(retry_job, retry_job_inner, id: Path<String>);
+
+/// Gives a dead (failed for good or killed) job a fresh set of attempts, now.
+async fn retry_job_inner(
+    state: &AppState,
+    who: &str,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let mut tx = state.pool.begin().await.map_err(db)?;
+    let svix: Option<Option<String>> = sqlx::query_scalar(
+        "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(), lock_by = NULL, done_at = NULL \
+         WHERE id = $1 AND (status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)) RETURNING metadata -> 'svix_id'",
+    )
+    .bind(&id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db)?;
+    let Some(svix) = svix else {
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM apalis.jobs WHERE id = $1)")
+                .bind(&id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+        return Err(if exists {
+            ApiError::Conflict("only dead jobs can be retried")
+        } else {
+            ApiError::NotFound("no such job")
+        });
+    };
+    if let Some(svix) = &svix {
+        sqlx::query("UPDATE webhook_events SET status = 'queued', processed_at = NULL WHERE svix_id = $1 AND status = 'failed'")
+            .bind(svix)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    jobs::audit::record(
+        &mut tx,
+        &jobs::audit::Origin::system(),
+        "job.retried",
+        &id,
+        json!({"by": who}),
+    )
+    .await
+    .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok((
+        poem::http::StatusCode::ACCEPTED,
+        Json(json!({"job_id": id, "state": "queued"})),
+    )
+        .into_response())
+}
+
+guarded!(queues, queues_inner);
+
+async fn queues_inner(state: &AppState, _who: &str) -> Result<Response, ApiError> {
+    let stats = jobs::queue::status::queue_stats(&state.pool)
+        .await
+        .map_err(db)?;
+    Ok(Json(json!({ "queues": stats })).into_response())
+}

@@ -1,0 +1,30 @@
+//! Liveness and readiness.
+
+use crate::startup::AppState;
+use poem::web::{Data, Json};
+use poem::{handler, http::StatusCode, IntoResponse, Response};
+use serde_json::json;
+
+/// The process is up.
+#[handler]
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// The database answers and our migrations have been applied.
+#[handler]
+pub async fn readyz(state: Data<&AppState>) -> Response {
+    let ready = sqlx::query_scalar::<_, bool>(
+        "SELECT to_regclass('public.webhook_events') IS NOT NULL AND to_regclass('apalis.jobs') IS NOT NULL",
+    )
+    .fetch_one(&state.pool)
+    .await;
+    match ready {
+        Ok(true) => Json(json!({"status": "ready"})).into_response(),
+        Ok(false) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": {"code": "not_migrated", "message": "migrations have not been applied: run `api migrate`"}}))).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": {"code": "unavailable", "message": "the database is unavailable"}}))).into_response()
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! `GET /v1/me`: the caller's own row, memberships and organizations, read under row-level
+//! security as the role `authsync_user` — the same way an application can read its tables.
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+use jobs::users::UserView;
+use poem::http::HeaderMap;
+use poem::web::{Data, Json};
+use poem::{handler, IntoResponse, Response};
+use serde_json::json;
+
+#[handler]
+pub async fn me(headers: &HeaderMap, state: Data<&AppState>) -> Response {
+    read(headers, &state)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn read(headers: &HeaderMap, state: &AppState) -> Result<Response, ApiError> {
+    let verifier = state.sessions.as_ref().ok_or(ApiError::NotConfigured(
+        "session verification (CLERK_JWKS_URL, CLERK_ISSUER)",
+    ))?;
+    let session = verifier.verify_request(headers).await?;
+    let db = |e: sqlx::Error| ApiError::Unavailable(e.into());
+    let mut tx = state.pool.begin().await.map_err(db)?;
+    sqlx::query("SET LOCAL ROLE authsync_user")
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    sqlx::query("SELECT set_config('authsync.clerk_user_id', $1, true)")
+        .bind(session.user_id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    // No WHERE on the user: the policy decides what is visible.
+    let user: Option<UserView> = sqlx::query_as(
+        "SELECT id, clerk_user_id, email, email_verified, first_name, last_name, username, image_url, role \
+         FROM users WHERE deleted_at IS NULL",
+    )
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db)?;
+    let Some(user) = user else {
+        return Err(ApiError::NotFound(
+            "your account has not been provisioned yet: POST /v1/sync",
+        ));
+    };
+    let memberships: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT m.clerk_org_id, m.role, o.name, o.slug FROM memberships m \
+         LEFT JOIN organizations o ON o.clerk_org_id = m.clerk_org_id AND o.deleted_at IS NULL \
+         WHERE m.deleted_at IS NULL ORDER BY m.created_at",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    let memberships: Vec<_> = memberships
+        .into_iter()
+        .map(|(org, role, name, slug)| json!({"organization": {"clerk_org_id": org, "name": name, "slug": slug}, "role": role}))
+        .collect();
+    Ok(Json(json!({"user": user, "memberships": memberships})).into_response())
+}

@@ -1,0 +1,50 @@
+//! `GET /setup`: the reference setup page (static HTML + JS) a freshly signed-up user lands on.
+//! It calls `/v1/sync`, long-polls the job, shows "Attempt X/10", redirects on success.
+
+use crate::startup::AppState;
+use poem::web::Data;
+use poem::{handler, IntoResponse, Response};
+
+const PAGE: &str = include_str!("../../static/setup.html");
+const SCRIPT: &str = include_str!("../../static/setup.js");
+
+/// The page, with where to go afterwards (`SETUP_REDIRECT_URL`, `SETUP_HOME_URL`).
+#[handler]
+pub async fn page(state: Data<&AppState>) -> Response {
+    let config = serde_json::json!({
+        "redirect_url": state.setup.redirect_url,
+        "home_url": state.setup.home_url,
+    })
+    .to_string()
+    // Inside <script>: never let a value close the element.
+    .replace('<', "\\u003c");
+    PAGE.replace("__SETUP_CONFIG__", &config)
+        .into_response()
+        .with_content_type("text/html; charset=utf-8")
+        .with_header("cache-control", "no-store")
+        .into_response()
+}
+
+#[handler]
+pub async fn script() -> Response {
+    SCRIPT
+        .into_response()
+        .with_content_type("text/javascript; charset=utf-8")
+        .into_response()
+}
+
+/// Where the setup page sends the user.
+#[derive(Debug, Clone)]
+pub struct SetupPage {
+    pub redirect_url: String,
+    pub home_url: String,
+}
+
+impl Default for SetupPage {
+    fn default() -> Self {
+        Self {
+            redirect_url: "/".into(),
+            home_url: "/".into(),
+        }
+    }
+}

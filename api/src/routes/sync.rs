@@ -1,0 +1,227 @@
+//! The dashboard fallback: `POST /v1/sync` provisions the signed-in user now (urgent job) and
+//! `GET /v1/jobs/{id}` reports — or long-polls — that job for its owner only.
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+use jobs::audit::Origin;
+use jobs::ids::ClerkUserId;
+use jobs::queue::status::{job_status, JobState, JobStatus};
+use jobs::sync_user::SyncUser;
+use jobs::users::{find_live, UserView};
+use poem::http::{HeaderMap, StatusCode};
+use poem::web::{Data, Json, Path, Query};
+use poem::{handler, IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// The longest a request may wait for a job.
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
+
+fn db(e: sqlx::Error) -> ApiError {
+    ApiError::Unavailable(e.into())
+}
+
+#[handler]
+pub async fn sync(headers: &HeaderMap, state: Data<&AppState>) -> Response {
+    start_sync(headers, &state)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn start_sync(headers: &HeaderMap, state: &AppState) -> Result<Response, ApiError> {
+    let verifier = state.sessions.as_ref().ok_or(ApiError::NotConfigured(
+        "session verification (CLERK_JWKS_URL, CLERK_ISSUER)",
+    ))?;
+    let session = verifier.verify_request(headers).await?;
+    let uid = session.user_id;
+    if let Some(user) = find_live(&state.pool, &uid).await.map_err(db)? {
+        return Ok(Json(json!({"status": "ready", "user": user})).into_response());
+    }
+    if !state.clerk_api_enabled {
+        return Err(ApiError::NotConfigured(
+            "the Clerk Backend API (CLERK_SECRET_KEY)",
+        ));
+    }
+    let job_id = outstanding_or_new(state, &uid, headers).await.map_err(db)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "provisioning", "job_id": job_id, "poll_url": format!("/v1/jobs/{job_id}")})),
+    )
+        .into_response())
+}
+
+/// One outstanding urgent job per user: a second call while one is queued, running or
+/// retrying returns the same id.
+async fn outstanding_or_new(
+    state: &AppState,
+    uid: &ClerkUserId,
+    headers: &HeaderMap,
+) -> Result<String, sqlx::Error> {
+    let mut tx = state.pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('sync:' || $1, 0))")
+        .bind(uid.as_str())
+        .execute(&mut *tx)
+        .await?;
+    let open: Option<String> = sqlx::query_scalar(
+        "SELECT s.job_id FROM sync_jobs s JOIN apalis.jobs j ON j.id = s.job_id \
+         WHERE s.clerk_user_id = $1 AND (j.status IN ('Pending', 'Queued', 'Running') \
+           OR (j.status = 'Failed' AND j.attempts < j.max_attempts)) \
+         ORDER BY s.created_at DESC LIMIT 1",
+    )
+    .bind(uid.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(id) = open {
+        tx.commit().await?;
+        return Ok(id);
+    }
+    let job = SyncUser {
+        clerk_user_id: uid.clone(),
+        origin: Origin {
+            user: Some(uid.clone()),
+            client_ip: None,
+            user_agent: headers
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(400).collect()),
+            ..Origin::system()
+        },
+    };
+    let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
+    let id = jobs::queue::enqueue_one(&mut tx, &job, request_id)
+        .await
+        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?
+        .to_string();
+    sqlx::query("INSERT INTO sync_jobs (job_id, clerk_user_id) VALUES ($1, $2)")
+        .bind(&id)
+        .bind(uid.as_str())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(clerk_user_id = %uid, job_id = %id, "urgent provisioning enqueued");
+    Ok(id)
+}
+
+#[derive(Deserialize)]
+pub struct WaitQuery {
+    wait_ms: Option<String>,
+}
+
+#[handler]
+pub async fn get_job(
+    headers: &HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+    state: Data<&AppState>,
+) -> Response {
+    read_job(headers, &id, q, &state)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+fn parse_wait(raw: Option<&str>) -> Result<Duration, ApiError> {
+    match raw {
+        None => Ok(Duration::ZERO),
+        Some(v) => v
+            .parse::<u64>()
+            .map(|ms| Duration::from_millis(ms).min(MAX_WAIT))
+            .map_err(|_| {
+                ApiError::BadRequest(
+                    "invalid_wait_ms",
+                    format!(
+                        "wait_ms must be a whole number of milliseconds (at most {})",
+                        MAX_WAIT.as_millis()
+                    ),
+                )
+            }),
+    }
+}
+
+fn terminal(s: &JobStatus) -> bool {
+    matches!(s.state, JobState::Succeeded | JobState::Failed)
+}
+
+async fn read_job(
+    headers: &HeaderMap,
+    id: &str,
+    q: WaitQuery,
+    state: &AppState,
+) -> Result<Response, ApiError> {
+    let wait = parse_wait(q.wait_ms.as_deref())?;
+    let verifier = state.sessions.as_ref().ok_or(ApiError::NotConfigured(
+        "session verification (CLERK_JWKS_URL, CLERK_ISSUER)",
+    ))?;
+    let session = verifier.verify_request(headers).await?;
+    let owned: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sync_jobs WHERE job_id = $1 AND clerk_user_id = $2)",
+    )
+    .bind(id)
+    .bind(session.user_id.as_str())
+    .fetch_one(&state.pool)
+    .await
+    .map_err(db)?;
+    if !owned {
+        return Err(ApiError::NotFound("no such job for this user"));
+    }
+    let deadline = Instant::now() + wait;
+    let notify = state.job_waiters.subscribe(id);
+    let status = loop {
+        // Register interest before reading, so a result recorded in between is not missed.
+        let woken = notify.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let status = job_status(&state.pool, id)
+            .await
+            .map_err(db)?
+            .ok_or(ApiError::NotFound("no such job for this user"))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if terminal(&status) || left.is_zero() {
+            break status;
+        }
+        if tokio::time::timeout(left, woken).await.is_err() {
+            break job_status(&state.pool, id)
+                .await
+                .map_err(db)?
+                .unwrap_or(status);
+        }
+    };
+    state.job_waiters.release(id, notify);
+    let user: Option<UserView> = if status.state == JobState::Succeeded {
+        find_live(&state.pool, &session.user_id).await.map_err(db)?
+    } else {
+        None
+    };
+    let mut body = json!({
+        "job_id": status.id,
+        "state": status.state,
+        "attempts": status.attempts,
+        "max_attempts": status.max_attempts,
+    });
+    if let Some(u) = user {
+        body["user"] = json!(u);
+    }
+    if let Some(e) = status.error.filter(|_| status.state != JobState::Succeeded) {
+        body["error"] = json!(e);
+    }
+    Ok(Json(body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_ms_is_bounded_and_checked() {
+        assert_eq!(parse_wait(None).unwrap(), Duration::ZERO);
+        assert_eq!(parse_wait(Some("250")).unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_wait(Some("999999")).unwrap(), MAX_WAIT);
+        for bad in ["-1", "soon", "1.5", ""] {
+            assert_eq!(
+                parse_wait(Some(bad)).unwrap_err().code(),
+                "invalid_wait_ms",
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Networkless session-token verification: Clerk's RS256 session JWT from `Authorization:
+//! Bearer` or the `__session` cookie, checked against keys from `CLERK_JWKS_URL`. Keys are
+//! cached for five minutes and refetched once on an unknown `kid` — single-flight and at most
+//! every ten seconds, so a flood of bad tokens cannot become a flood of JWKS requests.
+
+use crate::error::ApiError;
+use jobs::ids::ClerkUserId;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{decode, decode_header, errors::ErrorKind, Algorithm, DecodingKey, Validation};
+use poem::http::HeaderMap;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Mutex, RwLock};
+
+/// Keys older than this are refreshed before use.
+pub const KEY_TTL: Duration = Duration::from_secs(300);
+/// An unknown `kid` triggers at most one refetch per this interval.
+pub const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+pub const LEEWAY_SECS: u64 = 5;
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub jwks_url: String,
+    pub issuer: String,
+    /// When non-empty, `azp` must be present and one of these.
+    pub authorized_parties: Vec<String>,
+}
+
+/// A verified session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: ClerkUserId,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    azp: Option<String>,
+    #[serde(default)]
+    iat: Option<u64>,
+}
+
+#[derive(Default)]
+struct Keys {
+    by_kid: HashMap<String, DecodingKey>,
+    fetched_at: Option<Instant>,
+    last_unknown_kid_fetch: Option<Instant>,
+    last_failure: Option<Instant>,
+}
+
+pub struct SessionVerifier {
+    config: SessionConfig,
+    http: reqwest::Client,
+    keys: RwLock<Keys>,
+    fetching: Mutex<()>,
+}
+
+impl SessionVerifier {
+    pub fn new(config: SessionConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("reqwest client builds");
+        Self {
+            config,
+            http,
+            keys: RwLock::new(Keys::default()),
+            fetching: Mutex::new(()),
+        }
+    }
+
+    /// The token from `Authorization: Bearer …`, else from the `__session` cookie.
+    pub fn token(headers: &HeaderMap) -> Option<String> {
+        if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+            let (scheme, rest) = auth.split_once(' ')?;
+            return scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| rest.trim().to_owned());
+        }
+        headers
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(k, _)| *k == "__session")
+            .map(|(_, v)| v.to_owned())
+    }
+
+    /// Verifies the request's token.
+    pub async fn verify_request(&self, headers: &HeaderMap) -> Result<Session, ApiError> {
+        let token = Self::token(headers).ok_or(ApiError::Unauthenticated(
+            "missing_token",
+            "no session token: send Authorization: Bearer <token> or the __session cookie",
+        ))?;
+        self.verify(&token).await
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Session, ApiError> {
+        let bad = |m: &'static str| ApiError::Unauthenticated("invalid_token", m);
+        let header = decode_header(token).map_err(|_| bad("the session token is malformed"))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(bad("the session token must be signed with RS256"));
+        }
+        let kid = header.kid.ok_or(bad("the session token has no key id"))?;
+        let key = self.key(&kid).await?;
+
+        let mut v = Validation::new(Algorithm::RS256);
+        v.leeway = LEEWAY_SECS;
+        v.validate_nbf = true;
+        v.validate_aud = false;
+        v.set_issuer(&[&self.config.issuer]);
+        v.set_required_spec_claims(&["exp", "iss", "sub"]);
+        let claims = decode::<Claims>(token, &key, &v)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => {
+                    ApiError::Unauthenticated("token_expired", "the session token has expired")
+                }
+                ErrorKind::ImmatureSignature => ApiError::Unauthenticated(
+                    "token_not_yet_valid",
+                    "the session token is not valid yet",
+                ),
+                ErrorKind::InvalidIssuer => ApiError::Unauthenticated(
+                    "wrong_issuer",
+                    "the session token was issued by another Clerk instance",
+                ),
+                ErrorKind::InvalidSignature => bad("the session token's signature does not verify"),
+                ErrorKind::MissingRequiredClaim(_) => {
+                    bad("the session token lacks a required claim")
+                }
+                _ => bad("the session token is invalid"),
+            })?
+            .claims;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if claims.iat.is_some_and(|iat| iat > now + LEEWAY_SECS) {
+            return Err(ApiError::Unauthenticated(
+                "token_not_yet_valid",
+                "the session token was issued in the future",
+            ));
+        }
+        if !self.config.authorized_parties.is_empty() {
+            match &claims.azp {
+                Some(azp) if self.config.authorized_parties.iter().any(|p| p == azp) => {}
+                Some(_) => {
+                    return Err(ApiError::Unauthenticated(
+                        "unauthorized_party",
+                        "the session token was issued for another origin",
+                    ))
+                }
+                None => {
+                    return Err(ApiError::Unauthenticated(
+                        "unauthorized_party",
+                        "the session token names no authorized party",
+                    ))
+                }
+            }
+        }
+        let user_id = ClerkUserId::parse(&claims.sub)
+            .map_err(|_| bad("the session token's subject is not a Clerk user id"))?;
+        Ok(Session { user_id })
+    }
+
+    async fn key(&self, kid: &str) -> Result<DecodingKey, ApiError> {
+        if let Some(k) = self.cached(kid).await {
+            return Ok(k);
+        }
+        {
+            // Single flight: whoever waited here re-checks what the previous holder fetched.
+            let _one = self.fetching.lock().await;
+            let (fresh, has, unknown_recent, failed_recent) = {
+                let k = self.keys.read().await;
+                (
+                    k.fetched_at.is_some_and(|t| t.elapsed() < KEY_TTL),
+                    k.by_kid.contains_key(kid),
+                    k.last_unknown_kid_fetch
+                        .is_some_and(|t| t.elapsed() < MIN_REFETCH_INTERVAL),
+                    k.last_failure
+                        .is_some_and(|t| t.elapsed() < MIN_REFETCH_INTERVAL),
+                )
+            };
+            if !failed_recent && (!fresh || (!has && !unknown_recent)) {
+                if fresh {
+                    self.keys.write().await.last_unknown_kid_fetch = Some(Instant::now());
+                }
+                self.fetch_into().await;
+            }
+        }
+        let keys = self.keys.read().await;
+        match keys.by_kid.get(kid) {
+            Some(k) => Ok(k.clone()),
+            None if keys.fetched_at.is_none() => Err(ApiError::Unavailable(anyhow::anyhow!(
+                "signing keys could not be fetched from CLERK_JWKS_URL"
+            ))),
+            None => Err(ApiError::Unauthenticated(
+                "unknown_key",
+                "the session token was signed by a key this instance does not publish",
+            )),
+        }
+    }
+
+    /// A key from a fresh cache.
+    async fn cached(&self, kid: &str) -> Option<DecodingKey> {
+        let keys = self.keys.read().await;
+        let fresh = keys.fetched_at.is_some_and(|t| t.elapsed() < KEY_TTL);
+        keys.by_kid.get(kid).filter(|_| fresh).cloned()
+    }
+
+    /// Fetches the key set; on failure keeps serving the keys we have (a JWKS hiccup must not
+    /// log everybody out) and waits a while before trying again.
+    async fn fetch_into(&self) {
+        match self.fetch().await {
+            Ok(by_kid) => {
+                let mut keys = self.keys.write().await;
+                keys.by_kid = by_kid;
+                keys.fetched_at = Some(Instant::now());
+                keys.last_failure = None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "fetching the JWKS failed");
+                self.keys.write().await.last_failure = Some(Instant::now());
+            }
+        }
+    }
+
+    async fn fetch(&self) -> anyhow::Result<HashMap<String, DecodingKey>> {
+        let set: JwkSet = self
+            .http
+            .get(&self.config.jwks_url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let mut out = HashMap::new();
+        for jwk in &set.keys {
+            if let (Some(kid), Ok(key)) = (&jwk.common.key_id, DecodingKey::from_jwk(jwk)) {
+                out.insert(kid.clone(), key);
+            }
+        }
+        tracing::info!(keys = out.len(), "JWKS fetched");
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_comes_from_bearer_or_the_session_cookie() {
+        let mut h = HeaderMap::new();
+        assert_eq!(SessionVerifier::token(&h), None);
+        h.insert("cookie", "a=b; __session=tok1; c=d".parse().unwrap());
+        assert_eq!(SessionVerifier::token(&h).as_deref(), Some("tok1"));
+        h.insert("authorization", "Bearer tok2".parse().unwrap());
+        assert_eq!(SessionVerifier::token(&h).as_deref(), Some("tok2"));
+        h.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(SessionVerifier::token(&h), None);
+    }
+}

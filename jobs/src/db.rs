@@ -1,0 +1,48 @@
+//! Connecting and migrating. `api migrate` is the only caller of [`migrate`].
+
+use crate::config::DatabaseConfig;
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Why the database could not be reached or prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("DATABASE_URL is not a valid Postgres URL")]
+    BadUrl(#[source] sqlx::Error),
+    #[error("applying the app's migrations failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("applying the job queue's migrations failed")]
+    QueueSetup(#[source] apalis_postgres::Error),
+    #[error("database error")]
+    Sql(#[from] sqlx::Error),
+}
+
+/// A lazily connecting pool: the process starts even while Postgres is down, and each
+/// request or job that needs a connection gets a clear, short-lived error instead of a hang.
+pub fn pool(config: &DatabaseConfig) -> Result<PgPool, DbError> {
+    let options =
+        PgConnectOptions::from_str(config.url.expose_secret()).map_err(DbError::BadUrl)?;
+    Ok(PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options.application_name("authsync")))
+}
+
+/// The app's own migrations, embedded.
+pub fn app_migrator() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("../migrations")
+}
+
+/// Applies our migrations (history in `public._sqlx_migrations`) and apalis-postgres' own
+/// (history in `apalis._sqlx_migrations`: the two never see each other's versions), then the
+/// queue adjustments that must follow apalis' schema. Safe to run twice.
+pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    apalis_postgres::PostgresStorage::setup(pool)
+        .await
+        .map_err(DbError::QueueSetup)?;
+    app_migrator().run(pool).await.map_err(DbError::Migrate)?;
+    Ok(())
+}

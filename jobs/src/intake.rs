@@ -1,0 +1,98 @@
+//! Intake: a verified, parsed webhook becomes a `webhook_events` row and its jobs in ONE
+//! transaction, so a 2xx is only ever sent for an event that is durable with its work.
+
+use crate::clerk::ClerkEvent;
+use crate::ids::SvixId;
+use crate::planner;
+use crate::queue::{self, EnqueueError};
+use sqlx::PgPool;
+use ulid::Ulid;
+
+/// What happened to a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntakeOutcome {
+    /// New event; its jobs are queued.
+    Accepted { job_ids: Vec<Ulid> },
+    /// This svix-id was stored before: nothing was enqueued again.
+    Duplicate,
+    /// New event of a type we do not act on: stored as `ignored`.
+    Ignored,
+}
+
+/// Storing failed; nothing was committed.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("database error during intake")]
+    Database(#[from] sqlx::Error),
+    #[error("enqueueing the event's jobs failed")]
+    Enqueue(#[from] EnqueueError),
+}
+
+/// Records the event and enqueues its planned jobs atomically. `body` is the verified raw body.
+pub async fn accept(
+    pool: &PgPool,
+    svix_id: &SvixId,
+    event: &ClerkEvent,
+    body: &str,
+    request_id: Option<&str>,
+) -> Result<IntakeOutcome, IntakeError> {
+    let jobs = planner::plan(svix_id, event);
+    let status = if jobs.is_empty() { "ignored" } else { "queued" };
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO webhook_events (svix_id, event_type, payload, status, pending_jobs, processed_at) \
+         VALUES ($1, $2, $3::jsonb, $4, $5, CASE WHEN $4 = 'ignored' THEN now() END) \
+         ON CONFLICT (svix_id) DO NOTHING",
+    )
+    .bind(svix_id.as_str())
+    .bind(&event.event_type)
+    .bind(body)
+    .bind(status)
+    .bind(jobs.len() as i32)
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(IntakeOutcome::Duplicate);
+    }
+    if jobs.is_empty() {
+        tx.commit().await?;
+        return Ok(IntakeOutcome::Ignored);
+    }
+    let job_ids = queue::enqueue(&mut tx, &jobs, request_id).await?;
+    tx.commit().await?;
+    Ok(IntakeOutcome::Accepted { job_ids })
+}
+
+/// Records a signed delivery whose body we could not parse, so nothing is dropped silently.
+/// A repeat of the same svix-id keeps the first record. Returns whether it was new.
+pub async fn reject(
+    pool: &PgPool,
+    svix_id: &SvixId,
+    body: &[u8],
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    // The payload column is jsonb: keep valid JSON as is, wrap anything else as text.
+    let payload = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => v,
+        Err(_) => serde_json::json!({ "raw": String::from_utf8_lossy(body) }),
+    };
+    let event_type = payload
+        .get("type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("unknown")
+        .chars()
+        .take(200)
+        .collect::<String>();
+    let r = sqlx::query(
+        "INSERT INTO webhook_events (svix_id, event_type, payload, status, last_error, processed_at) \
+         VALUES ($1, $2, $3, 'rejected', $4, now()) ON CONFLICT (svix_id) DO NOTHING",
+    )
+    .bind(svix_id.as_str())
+    .bind(event_type)
+    .bind(payload)
+    .bind(reason)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}

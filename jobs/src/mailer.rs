@@ -1,0 +1,125 @@
+//! Outgoing mail behind a small trait: SMTP through lettre (`SMTP_URL`: `smtp://` plain or
+//! with `?tls=required` for STARTTLS, `smtps://` for TLS — Resend's SMTP service works), or,
+//! without `SMTP_URL`, `.eml` files written to a local folder for development.
+
+use futures::future::BoxFuture;
+use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::path::PathBuf;
+
+/// A message to send.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Why a message was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// The server refused for now or could not be reached: try again later.
+    #[error("mail not sent, will retry: {0}")]
+    Transient(String),
+    /// The message itself is unacceptable (e.g. a malformed address).
+    #[error("mail refused: {0}")]
+    Permanent(String),
+}
+
+pub trait Mailer: Send + Sync {
+    fn send(&self, mail: Mail) -> BoxFuture<'_, Result<(), MailError>>;
+}
+
+fn build(from: &Mailbox, mail: Mail) -> Result<Message, MailError> {
+    let to: Mailbox = mail
+        .to
+        .parse()
+        .map_err(|e| MailError::Permanent(format!("bad recipient: {e}")))?;
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(mail.subject)
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(mail.text),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(mail.html),
+                ),
+        )
+        .map_err(|e| MailError::Permanent(e.to_string()))
+}
+
+/// SMTP via lettre.
+pub struct SmtpMailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl SmtpMailer {
+    /// `url` as lettre reads it (`smtp://user:pass@host:port?tls=required`, `smtps://…`).
+    pub fn new(url: &str, from: Mailbox) -> Result<Self, String> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|e| format!("not a valid SMTP URL ({e})"))?
+            .timeout(Some(std::time::Duration::from_secs(15)))
+            .build();
+        Ok(Self { transport, from })
+    }
+}
+
+impl Mailer for SmtpMailer {
+    fn send(&self, mail: Mail) -> BoxFuture<'_, Result<(), MailError>> {
+        Box::pin(async move {
+            let msg = build(&self.from, mail)?;
+            match self.transport.send(msg).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.is_permanent() => Err(MailError::Permanent(e.to_string())),
+                Err(e) => Err(MailError::Transient(e.to_string())),
+            }
+        })
+    }
+}
+
+/// Development: each message becomes `<folder>/<timestamp>-<recipient>.eml`.
+pub struct FileMailer {
+    dir: PathBuf,
+    from: Mailbox,
+}
+
+impl FileMailer {
+    pub fn new(dir: PathBuf, from: Mailbox) -> Self {
+        Self { dir, from }
+    }
+}
+
+impl Mailer for FileMailer {
+    fn send(&self, mail: Mail) -> BoxFuture<'_, Result<(), MailError>> {
+        Box::pin(async move {
+            let safe: String = mail
+                .to
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' || c == '@' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let msg = build(&self.from, mail)?;
+            tokio::fs::create_dir_all(&self.dir)
+                .await
+                .map_err(|e| MailError::Transient(e.to_string()))?;
+            let name = format!("{}-{safe}.eml", ulid::Ulid::generate());
+            tokio::fs::write(self.dir.join(name), msg.formatted())
+                .await
+                .map_err(|e| MailError::Transient(e.to_string()))
+        })
+    }
+}

@@ -1,0 +1,95 @@
+//! ProvisionUser: apply one Clerk user snapshot to `users` (create, link or update).
+
+use crate::audit::Origin;
+use crate::clerk::UserSnapshot;
+use crate::context::JobContext;
+use crate::error::{JobError, ResultExt};
+use crate::queue::{self, Job};
+use crate::send_welcome_email::SendWelcomeEmail;
+use crate::sync_metadata::SyncMetadata;
+use crate::tenancy;
+use crate::users::{self, UpsertOutcome};
+use serde::{Deserialize, Serialize};
+
+/// Payload: the normalised snapshot from the event, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionUser {
+    pub user: UserSnapshot,
+    pub origin: Origin,
+}
+
+impl Job for ProvisionUser {
+    /// Never rename: queued rows carry it.
+    const QUEUE: &'static str = "authsync.provision_user";
+    const MAX_ATTEMPTS: u32 = 12;
+
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
+        apply(ctx, &self.user, &self.origin).await?;
+        Ok(())
+    }
+}
+
+/// Applies a snapshot and, in the same transaction, asks for the `{dbId, role}` write-back
+/// when Clerk's `public_metadata` does not already say it (so our own write's echo stops
+/// here). The one path from a snapshot to a row: webhooks and the dashboard fallback share it.
+pub async fn apply(
+    ctx: &JobContext,
+    snap: &UserSnapshot,
+    origin: &Origin,
+) -> Result<UpsertOutcome, JobError> {
+    let mut tx = ctx.pool.begin().await?;
+    let outcome = users::upsert_user(&mut tx, snap, origin).await?;
+    if ctx.clerk.is_some() && !matches!(outcome, UpsertOutcome::Stale(_)) {
+        let (live, role): (bool, String) =
+            sqlx::query_as("SELECT deleted_at IS NULL, role FROM users WHERE id = $1")
+                .bind(outcome.user_id())
+                .fetch_one(&mut *tx)
+                .await?;
+        let db_id = outcome.user_id().to_string();
+        let current = snap.metadata_db_id.as_deref() == Some(db_id.as_str())
+            && snap.metadata_role.as_deref() == Some(role.as_str());
+        if live && !current {
+            let job = SyncMetadata {
+                clerk_user_id: snap.clerk_user_id.clone(),
+                origin: origin.clone(),
+            };
+            queue::enqueue_one(&mut tx, &job, None).await.retryable()?;
+        }
+    }
+    let new_user = matches!(
+        outcome,
+        UpsertOutcome::Created(_) | UpsertOutcome::Linked(_)
+    );
+    if new_user && ctx.personal_organizations {
+        tenancy::create_personal_org(
+            &mut tx,
+            outcome.user_id(),
+            snap.clerk_user_id.as_str(),
+            snap.first_name.as_deref(),
+            origin,
+        )
+        .await?;
+    }
+    if new_user && ctx.mailer.is_some() {
+        let has_email: bool = sqlx::query_scalar(
+            "SELECT email IS NOT NULL AND deleted_at IS NULL FROM users WHERE id = $1",
+        )
+        .bind(outcome.user_id())
+        .fetch_one(&mut *tx)
+        .await?;
+        if has_email {
+            let job = SendWelcomeEmail {
+                clerk_user_id: snap.clerk_user_id.clone(),
+                origin: origin.clone(),
+            };
+            queue::enqueue_one(&mut tx, &job, None).await.retryable()?;
+        }
+    }
+    tx.commit().await?;
+    tracing::info!(clerk_user_id = %snap.clerk_user_id, ?outcome, "user provisioned");
+    Ok(outcome)
+}

@@ -1,0 +1,125 @@
+//! Reading a job's state from `apalis.jobs` (for the API and the tests).
+
+use serde::Serialize;
+use sqlx::PgPool;
+
+/// Our view of apalis' status column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Retrying,
+    Succeeded,
+    Failed,
+}
+
+/// A job as the API reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatus {
+    pub id: String,
+    pub queue: String,
+    pub state: JobState,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub error: Option<String>,
+}
+
+/// Our state for an `apalis.jobs` row.
+pub fn state(status: &str, attempts: i32, max_attempts: i32) -> JobState {
+    match status {
+        "Done" => JobState::Succeeded,
+        "Killed" => JobState::Failed,
+        "Failed" if attempts >= max_attempts => JobState::Failed,
+        "Failed" => JobState::Retrying,
+        "Running" => JobState::Running,
+        // Pending, and Queued (claimed by a worker, not started yet).
+        _ => JobState::Queued,
+    }
+}
+
+/// Looks a job up by id.
+pub async fn job_status(pool: &PgPool, id: &str) -> Result<Option<JobStatus>, sqlx::Error> {
+    let row: Option<(String, String, String, i32, i32, Option<serde_json::Value>)> = sqlx::query_as(
+        "SELECT id, job_type, status, attempts, max_attempts, last_result FROM apalis.jobs WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(
+        |(id, queue, status, attempts, max_attempts, last)| JobStatus {
+            state: state(&status, attempts, max_attempts),
+            error: last
+                .as_ref()
+                .and_then(|v| v.get("Err"))
+                .and_then(|e| e.as_str())
+                .map(str::to_owned)
+                .filter(|_| status != "Done"),
+            id,
+            queue,
+            attempts,
+            max_attempts,
+        },
+    ))
+}
+
+/// Counts of jobs by queue and apalis status, for tests and operators.
+pub async fn counts(pool: &PgPool) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT job_type, status, count(*) FROM apalis.jobs GROUP BY 1, 2 ORDER BY 1, 2")
+        .fetch_all(pool)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apalis_statuses_map_to_ours() {
+        assert_eq!(state("Pending", 0, 5), JobState::Queued);
+        assert_eq!(state("Queued", 0, 5), JobState::Queued);
+        assert_eq!(state("Running", 0, 5), JobState::Running);
+        assert_eq!(state("Failed", 2, 5), JobState::Retrying);
+        assert_eq!(state("Failed", 5, 5), JobState::Failed);
+        assert_eq!(state("Killed", 1, 5), JobState::Failed);
+        assert_eq!(state("Done", 1, 5), JobState::Succeeded);
+    }
+}
+
+/// Depth of one queue by state, and how long its oldest due job has waited.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QueueStats {
+    pub queue: String,
+    pub pending: i64,
+    pub running: i64,
+    pub retrying: i64,
+    pub dead: i64,
+    pub oldest_pending_seconds: f64,
+}
+
+/// Stats of every queue that has unfinished jobs.
+pub async fn queue_stats(pool: &PgPool) -> Result<Vec<QueueStats>, sqlx::Error> {
+    sqlx::query_as::<_, (String, i64, i64, i64, i64, Option<f64>)>(
+        "SELECT job_type, \
+           count(*) FILTER (WHERE status IN ('Pending', 'Queued')), \
+           count(*) FILTER (WHERE status = 'Running'), \
+           count(*) FILTER (WHERE status = 'Failed' AND attempts < max_attempts), \
+           count(*) FILTER (WHERE status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)), \
+           extract(epoch from now() - min(run_at) FILTER (WHERE (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts)) AND run_at <= now()))::float8 \
+         FROM apalis.jobs WHERE status <> 'Done' GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .map(|rows| {
+        rows.into_iter()
+            .map(|(queue, pending, running, retrying, dead, age)| QueueStats {
+                queue,
+                pending,
+                running,
+                retrying,
+                dead,
+                oldest_pending_seconds: age.unwrap_or(0.0),
+            })
+            .collect()
+    })
+}

@@ -1,0 +1,102 @@
+//! Retention: deletes what nobody needs any more — finished jobs, processed and ignored
+//! webhook events past their age, and rows of workers long dead with no job pointing at them.
+//! Failed, dead and rejected items are never deleted: an operator has not resolved them.
+//! The worker schedules it (every `RETENTION_INTERVAL_SECS`, one run per interval across all
+//! processes, through apalis' idempotency key).
+
+use crate::audit::{self, Origin};
+use crate::context::JobContext;
+use crate::error::JobError;
+use crate::queue::Job;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Finished (`Done`) jobs older than this many seconds go.
+    pub jobs_older_than_secs: i64,
+    /// `processed` and `ignored` webhook events older than this many seconds go.
+    pub events_older_than_secs: i64,
+    pub origin: Origin,
+}
+
+/// What one run deleted.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Deleted {
+    pub jobs: u64,
+    pub events: u64,
+    pub workers: u64,
+}
+
+/// Rows deleted per statement, so a large backlog never holds long locks.
+const BATCH: i64 = 5000;
+
+impl Job for Retention {
+    /// Never rename: queued rows carry it.
+    const QUEUE: &'static str = "authsync.retention";
+    const MAX_ATTEMPTS: u32 = 5;
+
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
+        let d = run(ctx, &self).await?;
+        let mut conn = ctx.pool.acquire().await?;
+        audit::record(&mut conn, &self.origin, "retention.run", "system", json!(d)).await?;
+        tracing::info!(
+            jobs = d.jobs,
+            events = d.events,
+            workers = d.workers,
+            "retention done"
+        );
+        Ok(())
+    }
+}
+
+async fn batched(ctx: &JobContext, sql: &'static str, age: i64) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let n = sqlx::query(sql)
+            .bind(age)
+            .bind(BATCH)
+            .execute(&ctx.pool)
+            .await?
+            .rows_affected();
+        total += n;
+        if n < BATCH as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Deletes in batches; returns the counts.
+pub async fn run(ctx: &JobContext, r: &Retention) -> Result<Deleted, sqlx::Error> {
+    let jobs = batched(
+        ctx,
+        "DELETE FROM apalis.jobs WHERE id IN (SELECT id FROM apalis.jobs WHERE status = 'Done' \
+         AND done_at < now() - make_interval(secs => $1) LIMIT $2)",
+        r.jobs_older_than_secs,
+    )
+    .await?;
+    let events = batched(
+        ctx,
+        "DELETE FROM webhook_events WHERE svix_id IN (SELECT svix_id FROM webhook_events \
+         WHERE status IN ('processed', 'ignored') AND received_at < now() - make_interval(secs => $1) LIMIT $2)",
+        r.events_older_than_secs,
+    )
+    .await?;
+    // Workers silent for a day with no job locked by them (apalis.jobs.lock_by references them).
+    let workers = sqlx::query(
+        "DELETE FROM apalis.workers w WHERE w.last_seen < now() - interval '1 day' \
+         AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.lock_by = w.id)",
+    )
+    .execute(&ctx.pool)
+    .await?
+    .rows_affected();
+    Ok(Deleted {
+        jobs,
+        events,
+        workers,
+    })
+}

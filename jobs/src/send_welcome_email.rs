@@ -1,0 +1,147 @@
+//! SendWelcomeEmail: once per new user with an address. The send is claimed in `sent_emails`
+//! first, so duplicate jobs and retries never send twice; a claim older than [`LEASE`] (a
+//! worker died between claim and send) is taken over, so the mail is not lost either.
+
+use crate::audit::{self, Origin};
+use crate::context::JobContext;
+use crate::error::{JobError, ResultExt};
+use crate::ids::ClerkUserId;
+use crate::mailer::{Mail, MailError};
+use crate::queue::Job;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::time::Duration;
+
+/// How long a claim protects a send in progress: three times the SMTP timeout, so a live send
+/// is never taken over, and short enough that a crashed worker's mail goes out within a minute.
+pub const LEASE: Duration = Duration::from_secs(45);
+const KIND: &str = "welcome";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendWelcomeEmail {
+    pub clerk_user_id: ClerkUserId,
+    pub origin: Origin,
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The message for a user (`name` may be absent).
+pub fn welcome(to: &str, name: Option<&str>) -> Mail {
+    let greeting = name.map_or_else(|| "Welcome!".to_owned(), |n| format!("Welcome, {n}!"));
+    Mail {
+        to: to.to_owned(),
+        subject: "Welcome aboard".into(),
+        text: format!("{greeting}\n\nYour account is ready. We are glad to have you.\n"),
+        html: format!("<!doctype html><html><body><h1>{}</h1><p>Your account is ready. We are glad to have you.</p></body></html>", escape(&greeting)),
+    }
+}
+
+impl Job for SendWelcomeEmail {
+    /// Never rename: queued rows carry it.
+    const QUEUE: &'static str = "authsync.send_welcome_email";
+    const MAX_ATTEMPTS: u32 = 12;
+
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
+        let mailer = ctx
+            .mailer
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no mailer configured"))
+            .fatal()?;
+        let user: Option<(uuid::Uuid, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT id, email, first_name FROM users WHERE clerk_user_id = $1 AND deleted_at IS NULL")
+                .bind(self.clerk_user_id.as_str())
+                .fetch_optional(&ctx.pool)
+                .await?;
+        let Some((user_id, Some(email), first_name)) = user else {
+            return Ok(()); // deleted, or no address any more: nothing to send
+        };
+        // Claim (or take over an expired claim); committed before sending.
+        let claimed: Option<i32> = sqlx::query_scalar(
+            "INSERT INTO sent_emails (user_id, kind, recipient, status, claimed_at) VALUES ($1, $2, $3, 'sending', now()) \
+             ON CONFLICT (user_id, kind) DO UPDATE SET claimed_at = now(), claims = sent_emails.claims + 1, recipient = EXCLUDED.recipient \
+             WHERE sent_emails.status = 'sending' AND (sent_emails.claimed_at IS NULL OR sent_emails.claimed_at < now() - make_interval(secs => $4)) \
+             RETURNING claims",
+        )
+        .bind(user_id)
+        .bind(KIND)
+        .bind(&email)
+        .bind(LEASE.as_secs_f64())
+        .fetch_optional(&ctx.pool)
+        .await?;
+        if claimed.is_none() {
+            let (sent, lease_left): (bool, f64) = sqlx::query_as(
+                "SELECT status = 'sent', \
+                 GREATEST(extract(epoch from claimed_at + make_interval(secs => $3) - now()), 0)::float8 \
+                 FROM sent_emails WHERE user_id = $1 AND kind = $2",
+            )
+            .bind(user_id)
+            .bind(KIND)
+            .bind(LEASE.as_secs_f64())
+            .fetch_one(&ctx.pool)
+            .await?;
+            if sent {
+                return Ok(()); // already done
+            }
+            // Come back when the other claim expires (if its worker is alive, it sends).
+            return Err(JobError::Retryable {
+                source: anyhow::anyhow!("another worker is sending this email"),
+                retry_after: Some(Duration::from_secs_f64(lease_left) + Duration::from_secs(1)),
+            });
+        }
+        match mailer.send(welcome(&email, first_name.as_deref())).await {
+            Ok(()) => {
+                let mut tx = ctx.pool.begin().await?;
+                sqlx::query("UPDATE sent_emails SET status = 'sent', sent_at = now() WHERE user_id = $1 AND kind = $2")
+                    .bind(user_id)
+                    .bind(KIND)
+                    .execute(&mut *tx)
+                    .await?;
+                audit::record(
+                    &mut tx,
+                    &self.origin,
+                    "email.sent",
+                    self.clerk_user_id.as_str(),
+                    json!({"kind": KIND}),
+                )
+                .await?;
+                tx.commit().await?;
+                tracing::info!(clerk_user_id = %self.clerk_user_id, "welcome email sent");
+                Ok(())
+            }
+            Err(e) => {
+                // Release the claim so the retry can send at once.
+                sqlx::query("UPDATE sent_emails SET claimed_at = NULL WHERE user_id = $1 AND kind = $2 AND status = 'sending'")
+                    .bind(user_id)
+                    .bind(KIND)
+                    .execute(&ctx.pool)
+                    .await?;
+                match e {
+                    MailError::Transient(_) => Err(e).retryable(),
+                    MailError::Permanent(_) => Err(e).fatal(),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_greets_by_name_and_escapes_html() {
+        let m = welcome("a@example.com", Some("<Al>"));
+        assert!(m.text.starts_with("Welcome, <Al>!"));
+        assert!(m.html.contains("Welcome, &lt;Al&gt;!"));
+        assert!(welcome("a@example.com", None).text.starts_with("Welcome!"));
+    }
+}

@@ -1,0 +1,43 @@
+//! SyncUser: the dashboard fallback's urgent ProvisionUser. The signed-in user's snapshot comes
+//! from the Backend API (the webhook may not have arrived yet) and goes through the same
+//! [`crate::provision_user::apply`] as webhooks, so a racing webhook yields one row.
+//! It runs on its own queue, with concurrency reserved in every worker process.
+
+use crate::audit::Origin;
+use crate::context::JobContext;
+use crate::error::{JobError, ResultExt};
+use crate::ids::ClerkUserId;
+use crate::provision_user;
+use crate::queue::Job;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncUser {
+    pub clerk_user_id: ClerkUserId,
+    pub origin: Origin,
+}
+
+impl Job for SyncUser {
+    /// Never rename: queued rows carry it.
+    const QUEUE: &'static str = "authsync.provision_user.urgent";
+    /// The setup page shows "Attempt X/10".
+    const MAX_ATTEMPTS: u32 = 10;
+    const URGENT: bool = true;
+
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
+        let clerk = ctx.clerk_api()?;
+        let Some(user) = clerk.get_user(&self.clerk_user_id).await? else {
+            return Err(anyhow::anyhow!("Clerk has no user {}", self.clerk_user_id)).fatal();
+        };
+        let snapshot = user.into_snapshot().fatal()?;
+        if snapshot.clerk_user_id != self.clerk_user_id {
+            return Err(anyhow::anyhow!("Clerk answered for another user")).fatal();
+        }
+        provision_user::apply(ctx, &snapshot, &self.origin).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,348 @@
+//! The `users` table: the one place that writes it, following DESIGN.md rule 3.
+//!
+//! Every write runs in the caller's transaction, under a per-Clerk-id advisory lock so that a
+//! webhook job and a dashboard-fallback job for the same user serialise instead of racing.
+//! Versions are Clerk's `updated_at`: an older or equal snapshot changes nothing; a delete
+//! leaves a tombstone that later snapshots may fill but never bring back to life.
+
+use crate::audit::{self, Origin};
+use crate::clerk::UserSnapshot;
+use crate::ids::{ClerkUserId, EmailAddress};
+use serde_json::json;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpsertOutcome {
+    /// A new row.
+    Created(Uuid),
+    /// An existing row with the same email and no Clerk id now belongs to this Clerk user.
+    Linked(Uuid),
+    /// The row took the newer snapshot.
+    Updated(Uuid),
+    /// The stored version is as new or newer: nothing changed.
+    Stale(Uuid),
+}
+
+impl UpsertOutcome {
+    pub fn user_id(self) -> Uuid {
+        match self {
+            Self::Created(id) | Self::Linked(id) | Self::Updated(id) | Self::Stale(id) => id,
+        }
+    }
+}
+
+/// What a soft delete did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted(Uuid),
+    /// No row yet: a tombstone now stops a late create.
+    Tombstoned(Uuid),
+    AlreadyDeleted(Uuid),
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Stored {
+    id: Uuid,
+    email: Option<String>,
+    email_verified: bool,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    username: Option<String>,
+    image_url: Option<String>,
+    role: String,
+    clerk_updated_at: Option<i64>,
+    deleted: bool,
+}
+
+async fn lock_clerk_id(conn: &mut PgConnection, id: &ClerkUserId) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(id.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Applies one user snapshot. Call inside a transaction.
+pub async fn upsert_user(
+    conn: &mut PgConnection,
+    snap: &UserSnapshot,
+    origin: &Origin,
+) -> Result<UpsertOutcome, sqlx::Error> {
+    let cid = &snap.clerk_user_id;
+    lock_clerk_id(conn, cid).await?;
+    let existing: Option<Stored> = sqlx::query_as(
+        "SELECT id, email, email_verified, first_name, last_name, username, image_url, role, \
+         clerk_updated_at, deleted_at IS NOT NULL AS deleted FROM users \
+         WHERE clerk_user_id = $1 FOR UPDATE",
+    )
+    .bind(cid.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+
+    if let Some(row) = &existing {
+        if row.clerk_updated_at.is_some_and(|v| v >= snap.updated_at) {
+            return Ok(UpsertOutcome::Stale(row.id));
+        }
+    }
+    let live = existing.as_ref().is_none_or(|r| !r.deleted);
+
+    // Only a live row competes for the address: the unique index covers live rows alone.
+    let mut email = snap.email.clone();
+    let mut link_target = None;
+    if let (Some(addr), true) = (&snap.email, live) {
+        match claim_email(conn, addr, snap, existing.as_ref().map(|r| r.id), origin).await? {
+            Claim::Free => {}
+            Claim::Unlinked(id) if existing.is_none() => link_target = Some(id),
+            Claim::Unlinked(_) | Claim::Lost => email = None,
+        }
+    }
+
+    let target = existing.as_ref().map(|r| r.id).or(link_target);
+    let id: Uuid = match target {
+        Some(id) => sqlx::query_scalar(
+            "UPDATE users SET clerk_user_id = $2, email = $3, email_verified = $4, \
+             first_name = $5, last_name = $6, username = $7, image_url = $8, role = $9, \
+             clerk_updated_at = $10, updated_at = now() WHERE id = $1 RETURNING id",
+        )
+        .bind(id),
+        None => sqlx::query_scalar(
+            "INSERT INTO users (id, clerk_user_id, email, email_verified, first_name, last_name, \
+             username, image_url, role, clerk_updated_at) \
+             VALUES (gen_random_uuid(), $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        )
+        .bind(Uuid::nil()),
+    }
+    .bind(cid.as_str())
+    .bind(email.as_ref().map(EmailAddress::as_str))
+    .bind(snap.email_verified && email.is_some())
+    .bind(&snap.first_name)
+    .bind(&snap.last_name)
+    .bind(&snap.username)
+    .bind(&snap.image_url)
+    .bind(snap.role.as_str())
+    .bind(snap.updated_at)
+    .fetch_one(&mut *conn)
+    .await?;
+
+    let (outcome, action, details) = match (&existing, link_target) {
+        (None, None) => (UpsertOutcome::Created(id), "user.created", json!({})),
+        (None, Some(_)) => (UpsertOutcome::Linked(id), "user.linked", json!({})),
+        (Some(row), _) => (
+            UpsertOutcome::Updated(id),
+            "user.updated",
+            diff(row, snap, &email),
+        ),
+    };
+    let mut details = details;
+    details["version"] = json!(snap.updated_at);
+    audit::record(conn, origin, action, cid.as_str(), details).await?;
+    if let Some(row) = existing
+        .as_ref()
+        .filter(|r| !r.deleted && r.role != snap.role.as_str())
+    {
+        audit::record(
+            conn,
+            origin,
+            "ROLE_REMOVED",
+            cid.as_str(),
+            json!({"role": row.role}),
+        )
+        .await?;
+        audit::record(
+            conn,
+            origin,
+            "ROLE_ADDED",
+            cid.as_str(),
+            json!({"role": snap.role.as_str()}),
+        )
+        .await?;
+    }
+    // Memberships that arrived before the user attach now.
+    sqlx::query("UPDATE memberships SET user_id = $1 WHERE clerk_user_id = $2 AND user_id IS NULL")
+        .bind(id)
+        .bind(cid.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(outcome)
+}
+
+enum Claim {
+    /// Nobody else holds the address.
+    Free,
+    /// An app-created row without a Clerk id holds it.
+    Unlinked(Uuid),
+    /// Another Clerk user holds it with a newer snapshot: we store no address for now.
+    Lost,
+}
+
+/// Resolves who holds `addr` without a retry loop: Clerk allows one owner at a time, so the
+/// newer snapshot wins; the loser keeps no address until its own next snapshot. Both outcomes
+/// are written to the audit log so an operator can see them.
+async fn claim_email(
+    conn: &mut PgConnection,
+    addr: &EmailAddress,
+    snap: &UserSnapshot,
+    own_row: Option<Uuid>,
+    origin: &Origin,
+) -> Result<Claim, sqlx::Error> {
+    let holder = sqlx::query(
+        "SELECT id, clerk_user_id, clerk_updated_at FROM users \
+         WHERE email = $1 AND deleted_at IS NULL AND id IS DISTINCT FROM $2 FOR UPDATE",
+    )
+    .bind(addr.as_str())
+    .bind(own_row)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(holder) = holder else {
+        return Ok(Claim::Free);
+    };
+    let holder_id: Uuid = holder.get("id");
+    let Some(holder_clerk): Option<String> = holder.get("clerk_user_id") else {
+        return Ok(Claim::Unlinked(holder_id));
+    };
+    let holder_version: Option<i64> = holder.get("clerk_updated_at");
+    let cid = snap.clerk_user_id.as_str();
+    if holder_version.is_some_and(|v| v >= snap.updated_at) {
+        tracing::warn!(clerk_user_id = cid, holder = %holder_clerk, "email held by a newer snapshot of another user; stored without email");
+        audit::record(
+            conn,
+            origin,
+            "user.email_conflict",
+            cid,
+            json!({"kept_by": holder_clerk, "resolution": "stored without email"}),
+        )
+        .await?;
+        return Ok(Claim::Lost);
+    }
+    tracing::warn!(clerk_user_id = cid, previous_holder = %holder_clerk, "email moved from an older snapshot of another user");
+    sqlx::query(
+        "UPDATE users SET email = NULL, email_verified = false, updated_at = now() WHERE id = $1",
+    )
+    .bind(holder_id)
+    .execute(&mut *conn)
+    .await?;
+    audit::record(
+        conn,
+        origin,
+        "user.email_conflict",
+        &holder_clerk,
+        json!({"claimed_by": cid, "resolution": "address released to the newer snapshot"}),
+    )
+    .await?;
+    Ok(Claim::Free)
+}
+
+/// The names of the fields a snapshot changes, and the role transition when there is one.
+/// Values are left out: they may be personal data, and the row holds them anyway.
+fn diff(row: &Stored, snap: &UserSnapshot, email: &Option<EmailAddress>) -> serde_json::Value {
+    let mut changed = Vec::new();
+    let mut check = |name: &str, same: bool| {
+        if !same {
+            changed.push(name.to_owned())
+        }
+    };
+    check(
+        "email",
+        row.email.as_deref() == email.as_ref().map(EmailAddress::as_str),
+    );
+    check(
+        "email_verified",
+        row.email_verified == (snap.email_verified && email.is_some()),
+    );
+    check("first_name", row.first_name == snap.first_name);
+    check("last_name", row.last_name == snap.last_name);
+    check("username", row.username == snap.username);
+    check("image_url", row.image_url == snap.image_url);
+    check("role", row.role == snap.role.as_str());
+    let mut details = json!({ "changed": changed });
+    if row.role != snap.role.as_str() {
+        details["role"] = json!({"from": row.role, "to": snap.role.as_str()});
+    }
+    details
+}
+
+/// Soft-deletes a user, or leaves a tombstone when we have never seen it. Call inside a
+/// transaction. `deleted_at_ms` is the event's timestamp, so replays give the same row.
+pub async fn soft_delete_user(
+    conn: &mut PgConnection,
+    cid: &ClerkUserId,
+    deleted_at_ms: i64,
+    origin: &Origin,
+) -> Result<DeleteOutcome, sqlx::Error> {
+    lock_clerk_id(conn, cid).await?;
+    let deleted: Option<Uuid> = sqlx::query_scalar(
+        "UPDATE users SET deleted_at = to_timestamp($2::float8 / 1000), updated_at = now() \
+         WHERE clerk_user_id = $1 AND deleted_at IS NULL RETURNING id",
+    )
+    .bind(cid.as_str())
+    .bind(deleted_at_ms)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let outcome = match deleted {
+        Some(id) => DeleteOutcome::Deleted(id),
+        None => {
+            let inserted: Option<Uuid> = sqlx::query_scalar(
+                "INSERT INTO users (clerk_user_id, deleted_at) \
+                 VALUES ($1, to_timestamp($2::float8 / 1000)) \
+                 ON CONFLICT (clerk_user_id) DO NOTHING RETURNING id",
+            )
+            .bind(cid.as_str())
+            .bind(deleted_at_ms)
+            .fetch_optional(&mut *conn)
+            .await?;
+            match inserted {
+                Some(id) => DeleteOutcome::Tombstoned(id),
+                None => {
+                    let id = sqlx::query_scalar("SELECT id FROM users WHERE clerk_user_id = $1")
+                        .bind(cid.as_str())
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    return Ok(DeleteOutcome::AlreadyDeleted(id));
+                }
+            }
+        }
+    };
+    let action = match outcome {
+        DeleteOutcome::Deleted(_) => "user.deleted",
+        _ => "user.tombstoned",
+    };
+    audit::record(
+        conn,
+        origin,
+        action,
+        cid.as_str(),
+        json!({"deleted_at_ms": deleted_at_ms}),
+    )
+    .await?;
+    Ok(outcome)
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct UserView {
+    pub id: Uuid,
+    pub clerk_user_id: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub username: Option<String>,
+    pub image_url: Option<String>,
+    pub role: String,
+}
+
+/// The live (not deleted) row of a Clerk user, if provisioned.
+pub async fn find_live(
+    pool: &sqlx::PgPool,
+    cid: &ClerkUserId,
+) -> Result<Option<UserView>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, clerk_user_id, email, email_verified, first_name, last_name, username, image_url, role \
+         FROM users WHERE clerk_user_id = $1 AND deleted_at IS NULL",
+    )
+    .bind(cid.as_str())
+    .fetch_optional(pool)
+    .await
+}

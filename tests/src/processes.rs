@@ -1,0 +1,67 @@
+//! Real `worker` processes for tests that kill them. `scripts/test` builds the binaries first.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// The built binary `name` (target/<profile>/<name>), next to the test executable's folder.
+pub fn binary(name: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(format!("AUTHSYNC_{}_BIN", name.to_uppercase())) {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run the tests through scripts/test (it runs `cargo build --bins` first)",
+        path.display()
+    );
+    path
+}
+
+/// A worker process against `database_url`; killed when dropped.
+pub struct WorkerProcess {
+    pub child: Child,
+}
+
+impl WorkerProcess {
+    pub fn start(database_url: &str, extra_env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(binary("worker"));
+        cmd.env("DATABASE_URL", database_url)
+            .env("MAIL_DIR", std::env::temp_dir().join("authsync-test-mail"))
+            .env(
+                "RUST_LOG",
+                std::env::var("WORKER_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        Self {
+            child: cmd.spawn().expect("start worker"),
+        }
+    }
+
+    /// SIGKILL: no chance to clean up, like a crashed host.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("worker exits")
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

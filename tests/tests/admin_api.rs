@@ -1,0 +1,345 @@
+//! The operator API: auth on every route, the event log with filters and cursors, redaction,
+//! replay and retry end to end.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use tests::fake_clerk::FakeClerk;
+use tests::*;
+
+enum Auth<'a> {
+    None,
+    Token(&'a str),
+}
+
+async fn call(app: &TestApp, method: Method, path: &str, auth: Auth<'_>) -> (u16, Value) {
+    let mut req = app.client.request(method, format!("{}{path}", app.address));
+    if let Auth::Token(t) = auth {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn setup() -> (FakeClerk, TestApp) {
+    let clerk = FakeClerk::start().await;
+    let app = TestApp::spawn_with_clerk(&clerk).await;
+    for (id, role) in [("user_admin", Some("admin")), ("user_plain", None)] {
+        let body = user_event(
+            "user.created",
+            id,
+            Some(&format!("{id}@example.com")),
+            1,
+            role,
+        );
+        assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
+    }
+    let mut ctx = app.ctx.clone();
+    ctx.clerk = None; // no metadata write-back in this setup
+    jobs::queue::drain(&ctx, &jobs::queue::registry())
+        .await
+        .unwrap();
+    (clerk, app)
+}
+
+#[tokio::test]
+async fn every_operator_route_checks_credentials() {
+    let (clerk, app) = setup().await;
+    let admin = clerk.token("user_admin");
+    let plain = clerk.token("user_plain");
+    let routes = [
+        (Method::GET, "/admin/api/events".to_owned()),
+        (Method::GET, "/admin/api/events/msg_none".to_owned()),
+        (Method::POST, "/admin/api/events/msg_none/replay".to_owned()),
+        (Method::GET, "/admin/api/jobs".to_owned()),
+        (Method::GET, "/admin/api/queues".to_owned()),
+        (Method::POST, "/admin/api/jobs/01JNONE/retry".to_owned()),
+    ];
+    for (m, path) in &routes {
+        assert_eq!(
+            call(&app, m.clone(), path, Auth::None).await.0,
+            401,
+            "{m} {path} without credentials"
+        );
+        assert_eq!(
+            call(&app, m.clone(), path, Auth::Token("wrong-token"))
+                .await
+                .0,
+            401,
+            "{m} {path} with a wrong token"
+        );
+        let (s, body) = call(&app, m.clone(), path, Auth::Token(&plain)).await;
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (403, Some("forbidden")),
+            "{m} {path} as a non-admin"
+        );
+        for who in [ADMIN_TOKEN, admin.as_str()] {
+            let s = call(&app, m.clone(), path, Auth::Token(who)).await.0;
+            assert!(s == 200 || s == 404, "{m} {path} as an admin answered {s}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_event_log_filters_sorts_pages_and_redacts() {
+    let (_clerk, app) = setup().await;
+    assert_eq!(
+        app.post_signed("msg_otp", &fixture("email.created"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.post_signed("msg_bad", b"not json").await.status(), 400);
+    let (s, all) = call(
+        &app,
+        Method::GET,
+        "/admin/api/events",
+        Auth::Token(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let ids: Vec<&str> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["svix_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 4);
+    assert_eq!(&ids[..2], ["msg_bad", "msg_otp"], "newest first");
+
+    let (_, rejected) = call(
+        &app,
+        Method::GET,
+        "/admin/api/events?status=rejected",
+        Auth::Token(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(rejected["events"].as_array().unwrap().len(), 1);
+    assert!(rejected["events"][0]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("not a JSON"));
+    let (_, users) = call(
+        &app,
+        Method::GET,
+        "/admin/api/events?type=user.created&order=asc",
+        Auth::Token(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(users["events"].as_array().unwrap().len(), 2);
+
+    // Cursor pagination walks everything once.
+    let mut seen = Vec::new();
+    let mut path = "/admin/api/events?limit=3".to_owned();
+    loop {
+        let (_, page) = call(&app, Method::GET, &path, Auth::Token(ADMIN_TOKEN)).await;
+        seen.extend(
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["svix_id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/admin/api/events?limit=3&cursor={}", urlencode(c)),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+
+    for bad in [
+        "status=lost",
+        "limit=0",
+        "since=yesterday",
+        "order=sideways",
+        "cursor=nonsense",
+    ] {
+        let (s, body) = call(
+            &app,
+            Method::GET,
+            &format!("/admin/api/events?{bad}"),
+            Auth::Token(ADMIN_TOKEN),
+        )
+        .await;
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (400, Some("invalid_query")),
+            "{bad}"
+        );
+    }
+
+    let (s, detail) = call(
+        &app,
+        Method::GET,
+        "/admin/api/events/msg_otp",
+        Auth::Token(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(detail["payload"]["data"]["data"]["otp_code"], "[redacted]");
+    assert!(
+        !detail.to_string().contains("424242"),
+        "the one-time code never leaves"
+    );
+    assert_eq!(
+        call(
+            &app,
+            Method::GET,
+            "/admin/api/events/msg_missing",
+            Auth::Token(ADMIN_TOKEN)
+        )
+        .await
+        .0,
+        404
+    );
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B")
+        .replace(':', "%3A")
+        .replace('|', "%7C")
+}
+
+#[tokio::test]
+async fn replay_enqueues_the_events_jobs_again() {
+    let (_clerk, app) = setup().await;
+    let id: String = sqlx::query_scalar(
+        "SELECT svix_id FROM webhook_events WHERE event_type = 'user.created' LIMIT 1",
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    let (s, body) = call(
+        &app,
+        Method::POST,
+        &format!("/admin/api/events/{id}/replay"),
+        Auth::Token(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(s, 202, "{body}");
+    assert_eq!(body["job_ids"].as_array().unwrap().len(), 1);
+    let (_, detail) = call(
+        &app,
+        Method::GET,
+        &format!("/admin/api/events/{id}"),
+        Auth::Token(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(detail["status"], "queued");
+    let mut ctx = app.ctx.clone();
+    ctx.clerk = None;
+    jobs::queue::drain(&ctx, &jobs::queue::registry())
+        .await
+        .unwrap();
+    let (_, detail) = call(
+        &app,
+        Method::GET,
+        &format!("/admin/api/events/{id}"),
+        Auth::Token(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (detail["status"].as_str(), detail["attempts"].as_i64()),
+        (Some("processed"), Some(2))
+    );
+    assert_eq!(users(app.pool()).await.len(), 2, "idempotent: no duplicate");
+    // Ignored types cause no jobs: nothing to replay.
+    assert_eq!(
+        app.post_signed("msg_sess", &fixture("session.created"))
+            .await
+            .status(),
+        200
+    );
+    let (s, body) = call(
+        &app,
+        Method::POST,
+        "/admin/api/events/msg_sess/replay",
+        Auth::Token(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (400, Some("not_replayable"))
+    );
+}
+
+#[tokio::test]
+async fn a_dead_job_is_listed_and_can_be_retried() {
+    let (clerk, app) = setup().await;
+    // The fallback for a user Clerk does not know fails fatally.
+    let token = clerk.token("user_ghost");
+    let (_, started) = call(&app, Method::POST, "/v1/sync", Auth::Token(&token)).await;
+    let job_id = started["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.drain().await.killed, 1);
+    let (_, dead) = call(
+        &app,
+        Method::GET,
+        "/admin/api/jobs?state=dead",
+        Auth::Token(ADMIN_TOKEN),
+    )
+    .await;
+    let listed = &dead["jobs"].as_array().unwrap()[0];
+    assert_eq!(listed["job_id"], job_id.as_str());
+    assert!(listed["last_error"].as_str().unwrap().contains("no user"));
+    let (_, retrying) = call(
+        &app,
+        Method::GET,
+        "/admin/api/jobs?state=retrying",
+        Auth::Token(ADMIN_TOKEN),
+    )
+    .await;
+    assert!(retrying["jobs"].as_array().unwrap().is_empty());
+    assert_eq!(
+        call(
+            &app,
+            Method::GET,
+            "/admin/api/jobs?state=weird",
+            Auth::Token(ADMIN_TOKEN)
+        )
+        .await
+        .0,
+        400
+    );
+
+    // The user appears in Clerk; the operator retries.
+    let mut ghost = fixture_json("user.created")["data"].clone();
+    ghost["id"] = json!("user_ghost");
+    ghost["email_addresses"][0]["email_address"] = json!("ghost@example.com");
+    clerk.put_user(ghost);
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        &format!("/admin/api/jobs/{job_id}/retry"),
+        Auth::Token(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(s, 202);
+    assert_eq!(
+        call(
+            &app,
+            Method::POST,
+            &format!("/admin/api/jobs/{job_id}/retry"),
+            Auth::Token(ADMIN_TOKEN)
+        )
+        .await
+        .0,
+        409,
+        "not dead any more"
+    );
+    app.drain().await;
+    assert!(user(app.pool(), "user_ghost").await.is_some());
+    assert_eq!(
+        call(
+            &app,
+            Method::POST,
+            "/admin/api/jobs/01JNOSUCHJOB/retry",
+            Auth::Token(ADMIN_TOKEN)
+        )
+        .await
+        .0,
+        404
+    );
+}

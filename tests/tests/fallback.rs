@@ -1,0 +1,495 @@
+//! The dashboard fallback against a fake Clerk: session tokens, `/v1/sync`, `/v1/jobs/{id}`
+//! (polled and long-polled), the urgent lane, Backend API failure modes and the metadata echo.
+
+use jobs::queue::WorkerSettings;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tests::fake_clerk::{FakeClerk, Scripted};
+use tests::*;
+
+const ALICE: &str = "user_2abcFakeAlice0000000000001";
+
+async fn body(resp: reqwest::Response) -> (u16, Value) {
+    let s = resp.status().as_u16();
+    (s, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn setup() -> (FakeClerk, TestApp) {
+    let clerk = FakeClerk::start().await;
+    clerk.put_user(fixture_json("user.created")["data"].clone());
+    let app = TestApp::spawn_with_clerk(&clerk).await;
+    (clerk, app)
+}
+
+#[tokio::test]
+async fn session_tokens_are_checked_case_by_case() {
+    let (clerk, app) = setup().await;
+    let t = now_secs();
+    let with = |patch: Value| {
+        let mut c = clerk.claims(ALICE);
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                c.as_object_mut().unwrap().remove(k);
+            } else {
+                c[k] = v.clone();
+            }
+        }
+        clerk.token_with("key1", c)
+    };
+    let cases: Vec<(&str, Option<String>, &str)> = vec![
+        ("no token", None, "missing_token"),
+        ("malformed", Some("not.a.jwt".into()), "invalid_token"),
+        (
+            "expired",
+            Some(with(json!({"exp": t - 60}))),
+            "token_expired",
+        ),
+        (
+            "not yet valid",
+            Some(with(json!({"nbf": t + 60}))),
+            "token_not_yet_valid",
+        ),
+        (
+            "issued in the future",
+            Some(with(json!({"iat": t + 60}))),
+            "token_not_yet_valid",
+        ),
+        (
+            "wrong issuer",
+            Some(with(json!({"iss": "https://evil.example"}))),
+            "wrong_issuer",
+        ),
+        (
+            "wrong azp",
+            Some(with(json!({"azp": "https://evil.example"}))),
+            "unauthorized_party",
+        ),
+        (
+            "missing azp",
+            Some(with(json!({"azp": null}))),
+            "unauthorized_party",
+        ),
+        (
+            "foreign key, unknown kid",
+            Some(clerk.token_with("foreign", clerk.claims(ALICE))),
+            "unknown_key",
+        ),
+        (
+            "subject not a user id",
+            Some(with(json!({"sub": "org_123"}))),
+            "invalid_token",
+        ),
+    ];
+    for (name, token, code) in cases {
+        let mut req = app.client.post(format!("{}/v1/sync", app.address));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let (status, resp) = body(req.send().await.unwrap()).await;
+        assert_eq!(status, 401, "{name}: {resp}");
+        assert_eq!(resp["error"]["code"], code, "{name}: {resp}");
+    }
+    // A token signed by a foreign key under a published kid fails the signature check.
+    let pem_forged = {
+        let claims = clerk.claims(ALICE);
+        let t = clerk.token_with("foreign", claims);
+        // Re-label the header as key1.
+        let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+        parts[0] = base64_url(&json!({"alg": "RS256", "typ": "JWT", "kid": "key1"}).to_string());
+        parts.join(".")
+    };
+    let (status, resp) = body(app.sync(&pem_forged).await).await;
+    assert_eq!(
+        (status, resp["error"]["code"].as_str()),
+        (401, Some("invalid_token")),
+        "{resp}"
+    );
+    // The session cookie works like the bearer header.
+    let resp = app
+        .client
+        .post(format!("{}/v1/sync", app.address))
+        .header("cookie", format!("__session={}", clerk.token(ALICE)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    app.drain().await;
+}
+
+fn base64_url(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_fetched_once_and_unknown_kids_cause_no_storm() {
+    let (clerk, app) = setup().await;
+    assert_eq!(app.sync(&clerk.token(ALICE)).await.status(), 202);
+    assert_eq!(clerk.jwks_fetches(), 1);
+    // Clerk rotates to key2: the unknown kid triggers one refetch and then verifies.
+    clerk.publish_keys(&["key1", "key2"]);
+    let t2 = clerk.token_with("key2", clerk.claims(ALICE));
+    assert_eq!(app.sync(&t2).await.status(), 202);
+    assert_eq!(clerk.jwks_fetches(), 2);
+    // A burst of tokens with unknown kids: all refused, at most one more fetch.
+    let bogus = clerk.token_with("foreign", clerk.claims(ALICE));
+    let answers = futures::future::join_all((0..20).map(|_| app.sync(&bogus))).await;
+    assert!(answers.iter().all(|r| r.status() == 401));
+    assert!(
+        clerk.jwks_fetches() <= 3,
+        "{} JWKS fetches",
+        clerk.jwks_fetches()
+    );
+    app.drain().await;
+}
+
+#[tokio::test]
+async fn sync_provisions_through_an_urgent_job_that_the_owner_can_poll() {
+    let (clerk, app) = setup().await;
+    let token = clerk.token(ALICE);
+    let (status, first) = body(app.sync(&token).await).await;
+    assert_eq!(status, 202, "{first}");
+    let job_id = first["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(first["poll_url"], format!("/v1/jobs/{job_id}"));
+    // A second call while it is outstanding returns the same job.
+    let (_, second) = body(app.sync(&token).await).await;
+    assert_eq!(second["job_id"], job_id.as_str());
+
+    let (status, queued) = body(app.job(&token, &job_id, None).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(queued["state"], "queued");
+    assert_eq!(queued["max_attempts"], 10);
+    assert!(queued.get("user").is_none());
+
+    app.drain().await;
+    let (_, done) = body(app.job(&token, &job_id, None).await).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 1);
+    assert_eq!(done["user"]["clerk_user_id"], ALICE);
+    assert_eq!(done["user"]["email"], "alice@example.com");
+
+    let (status, ready) = body(app.sync(&token).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["user"]["email"], "alice@example.com");
+    assert_eq!(audit_actions(app.pool(), ALICE).await[0], "user.created");
+    let actor: String =
+        sqlx::query_scalar("SELECT actor FROM audit_log WHERE subject = $1 ORDER BY id LIMIT 1")
+            .bind(ALICE)
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(actor, format!("user:{ALICE}"));
+}
+
+#[tokio::test]
+async fn jobs_are_visible_to_their_owner_only_and_bad_queries_are_400() {
+    let (clerk, app) = setup().await;
+    let (_, started) = body(app.sync(&clerk.token(ALICE)).await).await;
+    let job_id = started["job_id"].as_str().unwrap();
+    let (status, resp) = body(
+        app.job(&clerk.token("user_someoneelse"), job_id, None)
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, resp["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (status, _) = body(
+        app.job(&clerk.token(ALICE), "01JUNKJUNKJUNKJUNKJUNKJUNK", None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 404);
+    for bad in ["-5", "soon", "1e3"] {
+        let r = app
+            .client
+            .get(format!("{}/v1/jobs/{job_id}?wait_ms={bad}", app.address))
+            .bearer_auth(clerk.token(ALICE))
+            .send()
+            .await
+            .unwrap();
+        let (status, resp) = body(r).await;
+        assert_eq!(
+            (status, resp["error"]["code"].as_str()),
+            (400, Some("invalid_wait_ms")),
+            "{bad}"
+        );
+    }
+    assert_eq!(app.job("", job_id, None).await.status(), 401);
+    app.drain().await;
+}
+
+#[tokio::test]
+async fn long_polling_answers_when_the_job_ends_or_when_the_wait_is_over() {
+    let (clerk, app) = setup().await;
+    let token = clerk.token(ALICE);
+    let (_, started) = body(app.sync(&token).await).await;
+    let job_id = started["job_id"].as_str().unwrap().to_owned();
+    // No worker: the wait runs out and the job is still queued.
+    let (_, waited) = body(app.job(&token, &job_id, Some(300)).await).await;
+    assert_eq!(waited["state"], "queued");
+    // Start a worker while a long poll is waiting: the answer is the finished job.
+    let poll = app.job(&token, &job_id, Some(10_000));
+    let worker = RunningWorker::start(
+        app.ctx.clone(),
+        jobs::queue::registry(),
+        WorkerSettings::default(),
+    );
+    let (_, done) = body(poll.await).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["user"]["clerk_user_id"], ALICE);
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn the_fallback_racing_the_webhook_yields_one_row() {
+    let (clerk, app) = setup().await;
+    let (_, started) = body(app.sync(&clerk.token(ALICE)).await).await;
+    assert_eq!(
+        app.post_signed(&new_svix_id(), &fixture("user.created"))
+            .await
+            .status(),
+        202
+    );
+    // Both jobs run at once in a worker with room for both.
+    let worker = RunningWorker::start(
+        app.ctx.clone(),
+        jobs::queue::registry(),
+        WorkerSettings::default(),
+    );
+    let (_, done) = body(
+        app.job(
+            &clerk.token(ALICE),
+            started["job_id"].as_str().unwrap(),
+            Some(10_000),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(done["state"], "succeeded");
+    wait_for_idle_queue(app.pool(), Duration::from_secs(20)).await;
+    worker.stop().await;
+    let rows = users(app.pool()).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE status <> 'Done'")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(failed, 0);
+}
+
+async fn run_at_in_secs(app: &TestApp, job_id: &str) -> f64 {
+    sqlx::query_scalar(
+        "SELECT extract(epoch from run_at - now())::float8 FROM apalis.jobs WHERE id = $1",
+    )
+    .bind(job_id)
+    .fetch_one(app.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn backend_api_failures_are_retried_or_stop_as_classified() {
+    let (clerk, mut app) = setup().await;
+    let token = clerk.token(ALICE);
+    let (_, started) = body(app.sync(&token).await).await;
+    let job_id = started["job_id"].as_str().unwrap().to_owned();
+
+    // 429 with Retry-After: the next run waits for it.
+    clerk.script([Scripted::Status {
+        code: 429,
+        retry_after: Some(30),
+    }]);
+    assert_eq!(app.drain().await.retrying, 1);
+    let wait = run_at_in_secs(&app, &job_id).await;
+    assert!((28.0..=31.0).contains(&wait), "retry in {wait}s");
+    let (_, st) = body(app.job(&token, &job_id, None).await).await;
+    assert_eq!(st["state"], "retrying");
+    assert!(st["error"].as_str().unwrap().contains("429"), "{st}");
+
+    // 500: retried with the exponential backoff.
+    sqlx::query("UPDATE apalis.jobs SET run_at = now() - interval '1 second'")
+        .execute(app.pool())
+        .await
+        .unwrap();
+    clerk.script([Scripted::Status {
+        code: 500,
+        retry_after: None,
+    }]);
+    assert_eq!(app.drain().await.retrying, 1);
+    let wait = run_at_in_secs(&app, &job_id).await;
+    assert!((0.0..=2.1).contains(&wait), "second backoff {wait}s");
+
+    // A slow answer within the timeout still succeeds.
+    sqlx::query("UPDATE apalis.jobs SET run_at = now() - interval '1 second'")
+        .execute(app.pool())
+        .await
+        .unwrap();
+    clerk.script([Scripted::Slow(Duration::from_millis(300))]);
+    assert_eq!(
+        app.drain().await.succeeded,
+        2,
+        "the sync job and the metadata write-back it asked for"
+    );
+    let (_, st) = body(app.job(&token, &job_id, None).await).await;
+    assert_eq!(
+        (st["state"].as_str(), st["attempts"].as_i64()),
+        (Some("succeeded"), Some(3))
+    );
+
+    // A user Clerk does not know: 404 stops at once.
+    let (_, ghost) = body(app.sync(&clerk.token("user_ghost")).await).await;
+    assert_eq!(app.drain().await.killed, 1);
+    let (_, st) = body(
+        app.job(
+            &clerk.token("user_ghost"),
+            ghost["job_id"].as_str().unwrap(),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(st["state"], "failed");
+    assert!(st["error"].as_str().unwrap().contains("no user"), "{st}");
+    app.allow_unfinished_jobs = true;
+}
+
+#[tokio::test]
+async fn an_urgent_job_finishes_while_ten_thousand_webhook_jobs_wait() {
+    let (clerk, app) = setup().await;
+    // The backlog: 10,000 ProvisionUser jobs.
+    let template: jobs::clerk::UserSnapshot = {
+        let ev = jobs::clerk::ClerkEvent::parse(&fixture("user.created")).unwrap();
+        match ev.kind {
+            jobs::clerk::EventKind::UserCreated(u) => u,
+            _ => unreachable!(),
+        }
+    };
+    let mut conn = app.pool().acquire().await.unwrap();
+    for chunk in 0..10 {
+        let planned: Vec<jobs::planner::PlannedJob> = (0..1000)
+            .map(|i| {
+                let mut u = template.clone();
+                u.clerk_user_id =
+                    jobs::ids::ClerkUserId::parse(&format!("user_backlog{chunk}x{i}")).unwrap();
+                u.email = None;
+                jobs::planner::PlannedJob::ProvisionUser(jobs::provision_user::ProvisionUser {
+                    user: u,
+                    origin: jobs::audit::Origin::system(),
+                })
+            })
+            .collect();
+        jobs::queue::enqueue(&mut conn, &planned, None)
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    let worker = RunningWorker::start(
+        app.ctx.clone(),
+        jobs::queue::registry(),
+        WorkerSettings {
+            concurrency: 2,
+            urgent_concurrency: 1,
+            ..Default::default()
+        },
+    );
+    let token = clerk.token(ALICE);
+    let (_, started) = body(app.sync(&token).await).await;
+    let (_, done) = body(
+        app.job(&token, started["job_id"].as_str().unwrap(), Some(10_000))
+            .await,
+    )
+    .await;
+    let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE job_type = 'authsync.provision_user' AND status <> 'Done'")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert!(
+        backlog > 5_000,
+        "the backlog was still there: {backlog} webhook jobs waiting"
+    );
+    worker.stop().await;
+    // The backlog has made its point; working it off would only slow the suite down.
+    sqlx::query(
+        "DELETE FROM apalis.jobs WHERE job_type = 'authsync.provision_user' AND status <> 'Done'",
+    )
+    .execute(app.pool())
+    .await
+    .unwrap();
+    app.drain().await;
+}
+
+#[tokio::test]
+async fn metadata_is_written_back_once_and_the_echo_ends_the_chain() {
+    let (clerk, app) = setup().await;
+    assert_eq!(
+        app.post_signed(&new_svix_id(), &fixture("user.created"))
+            .await
+            .status(),
+        202
+    );
+    let report = app.drain().await;
+    assert_eq!(
+        report.succeeded, 2,
+        "ProvisionUser and the SyncMetadata it asked for"
+    );
+    assert_eq!(clerk.metadata_writes(), 1);
+    let db_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE clerk_user_id = $1")
+        .bind(ALICE)
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    let in_clerk = clerk.user(ALICE).unwrap();
+    assert_eq!(
+        in_clerk["public_metadata"],
+        json!({"dbId": db_id.to_string(), "role": "user"})
+    );
+
+    // Clerk sends our own write back as user.updated: nothing further is enqueued or written.
+    let mut echo = fixture_json("user.updated");
+    echo["data"] = in_clerk;
+    let report = {
+        assert_eq!(
+            app.post_signed(&new_svix_id(), &serde_json::to_vec(&echo).unwrap())
+                .await
+                .status(),
+            202
+        );
+        app.drain().await
+    };
+    assert_eq!(
+        report.succeeded, 1,
+        "only the ProvisionUser of the echo ran"
+    );
+    assert_eq!(clerk.metadata_writes(), 1);
+    let sync_jobs: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM apalis.jobs WHERE job_type = 'authsync.sync_metadata'",
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert_eq!(sync_jobs, 1);
+
+    // A role change in Clerk (admin) is written back as the new role.
+    let mut promoted = clerk.user(ALICE).unwrap();
+    promoted["public_metadata"]["role"] = json!("admin");
+    promoted["updated_at"] = json!(promoted["updated_at"].as_i64().unwrap() + 5000);
+    clerk.put_user(promoted.clone());
+    echo["data"] = promoted;
+    assert_eq!(
+        app.post_signed(&new_svix_id(), &serde_json::to_vec(&echo).unwrap())
+            .await
+            .status(),
+        202
+    );
+    app.drain().await;
+    assert_eq!(user(app.pool(), ALICE).await.unwrap().role, "admin");
+    assert_eq!(
+        clerk.metadata_writes(),
+        1,
+        "Clerk already says admin: no write"
+    );
+}

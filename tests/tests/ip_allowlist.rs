@@ -1,0 +1,64 @@
+//! The webhook IP allowlist through real HTTP: the peer address decides unless it is a trusted
+//! proxy, in which case `X-Forwarded-For` does.
+
+use api::ip_filter::parse_cidrs;
+use tests::*;
+
+async fn post_from(app: &TestApp, xff: Option<&str>) -> (u16, serde_json::Value) {
+    let body = fixture("user.created");
+    let mut headers = svix_headers(SECRET, &new_svix_id(), now_secs(), &body);
+    if let Some(x) = xff {
+        headers.push(("x-forwarded-for", x.to_owned()));
+    }
+    let resp = app.post_webhook_with(&headers, body).await;
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn without_trusted_proxies_the_peer_address_decides() {
+    let allowed =
+        TestApp::spawn_with(|c| c.ip_filter.allow = parse_cidrs("A", "127.0.0.0/8").unwrap()).await;
+    assert_eq!(post_from(&allowed, None).await.0, 202);
+    allowed.drain().await;
+
+    let denied =
+        TestApp::spawn_with(|c| c.ip_filter.allow = parse_cidrs("A", "203.0.113.0/24").unwrap())
+            .await;
+    let (status, body) = post_from(&denied, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("ip_not_allowed"))
+    );
+    // A forged header from an untrusted peer changes nothing.
+    assert_eq!(post_from(&denied, Some("203.0.113.7")).await.0, 403);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
+        .fetch_one(denied.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_forwarded_for_decides() {
+    let app = TestApp::spawn_with(|c| {
+        c.ip_filter.allow = parse_cidrs("A", "203.0.113.0/24").unwrap();
+        c.ip_filter.trusted_proxies = parse_cidrs("T", "127.0.0.1").unwrap();
+    })
+    .await;
+    assert_eq!(post_from(&app, Some("203.0.113.7")).await.0, 202);
+    assert_eq!(post_from(&app, Some("198.51.100.1")).await.0, 403);
+    assert_eq!(
+        post_from(&app, Some("203.0.113.7, 198.51.100.1")).await.0,
+        403,
+        "the hop next to the proxy counts"
+    );
+    assert_eq!(
+        post_from(&app, None).await.0,
+        403,
+        "no header: the proxy itself is not allowed"
+    );
+    app.drain().await;
+}

@@ -1,0 +1,178 @@
+//! Prometheus metrics scraped and parsed after traffic: the api's `/metrics` and a worker
+//! process' own `/healthz` and `/metrics`.
+
+use tests::processes::WorkerProcess;
+use tests::*;
+
+/// The value of the sample of `name` whose labels include all of `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (key, value) = l.rsplit_once(' ')?;
+        let (metric, rest) = key.split_once('{').unwrap_or((key, ""));
+        (metric == name
+            && labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+        .then(|| value.parse().ok())?
+    })
+}
+
+async fn scrape(url: String) -> String {
+    let resp = reqwest::get(url).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    resp.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_api_counts_webhooks_by_type_and_outcome_and_reports_queue_depth() {
+    let app = TestApp::spawn().await;
+    let before = scrape(format!("{}/metrics", app.address)).await;
+    let count = |text: &str, t: &str, o: &str| {
+        sample(
+            text,
+            "authsync_webhooks_received_total",
+            &[("event_type", t), ("outcome", o)],
+        )
+        .unwrap_or(0.0)
+    };
+
+    let id = new_svix_id();
+    let body = fixture("user.created");
+    assert_eq!(app.post_signed(&id, &body).await.status(), 202);
+    assert_eq!(app.post_signed(&id, &body).await.status(), 200);
+    assert_eq!(
+        app.post_signed(&new_svix_id(), &fixture("session.created"))
+            .await
+            .status(),
+        200
+    );
+    let forged = svix_headers(FOREIGN_SECRET, &new_svix_id(), now_secs(), &body);
+    assert_eq!(
+        app.post_webhook_with(&forged, body.clone()).await.status(),
+        401
+    );
+    assert_eq!(
+        app.post_signed(&new_svix_id(), b"nonsense").await.status(),
+        400
+    );
+
+    let after = scrape(format!("{}/metrics", app.address)).await;
+    for (t, o) in [
+        ("user.created", "accepted"),
+        ("user.created", "duplicate"),
+        ("session.created", "ignored"),
+        ("unknown", "unauthorized"),
+        ("unknown", "rejected"),
+    ] {
+        assert!(
+            count(&after, t, o) >= count(&before, t, o) + 1.0,
+            "{t}/{o} did not grow:\n{after}"
+        );
+    }
+    assert!(sample(&after, "authsync_webhook_intake_seconds_count", &[]).unwrap() >= 5.0);
+    assert_eq!(
+        sample(
+            &after,
+            "authsync_queue_depth",
+            &[("queue", "authsync.provision_user"), ("state", "pending")]
+        ),
+        Some(1.0),
+        "{after}"
+    );
+    assert!(
+        sample(
+            &after,
+            "authsync_queue_oldest_pending_seconds",
+            &[("queue", "authsync.provision_user")]
+        )
+        .unwrap()
+            >= 0.0
+    );
+
+    app.drain().await;
+    let drained = scrape(format!("{}/metrics", app.address)).await;
+    assert_eq!(
+        sample(
+            &drained,
+            "authsync_queue_depth",
+            &[("queue", "authsync.provision_user"), ("state", "pending")]
+        ),
+        Some(0.0)
+    );
+    assert!(
+        sample(
+            &drained,
+            "authsync_jobs_total",
+            &[
+                ("queue", "authsync.provision_user"),
+                ("outcome", "succeeded")
+            ]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        sample(
+            &drained,
+            "authsync_job_duration_seconds_count",
+            &[("queue", "authsync.provision_user")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn a_worker_serves_health_and_metrics_on_its_own_port() {
+    let app = TestApp::spawn().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _worker = WorkerProcess::start(&app.db.url, &[("WORKER_METRICS_PORT", &port.to_string())]);
+    assert_eq!(
+        app.post_signed(&new_svix_id(), &fixture("user.created"))
+            .await
+            .status(),
+        202
+    );
+    wait_for_idle_queue(app.pool(), std::time::Duration::from_secs(30)).await;
+    let start = std::time::Instant::now();
+    let health = loop {
+        match reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
+            Ok(r) => break r,
+            Err(e) => assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "worker metrics never came up: {e}"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(health.status(), 200);
+    let text = scrape(format!("http://127.0.0.1:{port}/metrics")).await;
+    assert_eq!(
+        sample(
+            &text,
+            "authsync_jobs_total",
+            &[
+                ("queue", "authsync.provision_user"),
+                ("outcome", "succeeded")
+            ]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "authsync_queue_depth",
+            &[("queue", "authsync.provision_user"), ("state", "pending")]
+        ),
+        Some(0.0)
+    );
+}

@@ -1,0 +1,313 @@
+//! ProvisionUser and SoftDelete through the real webhook route and queue: DESIGN.md rule 3.
+
+use serde_json::Value;
+use tests::*;
+
+const ALICE: &str = "user_2abcFakeAlice0000000000001";
+
+async fn deliver(app: &TestApp, body: &[u8]) {
+    let status = app.post_signed(&new_svix_id(), body).await.status();
+    assert!(status == 202 || status == 200, "delivery answered {status}");
+    let report = app.drain().await;
+    assert_eq!(
+        (report.retrying, report.exhausted, report.killed),
+        (0, 0, 0),
+        "{report:?}"
+    );
+}
+
+#[tokio::test]
+async fn user_created_creates_the_row_and_an_audit_entry() {
+    let app = TestApp::spawn().await;
+    let id = new_svix_id();
+    assert_eq!(
+        app.post_signed(&id, &fixture("user.created"))
+            .await
+            .status(),
+        202
+    );
+    app.drain().await;
+    let u = user(app.pool(), ALICE).await.expect("row");
+    assert_eq!(u.email.as_deref(), Some("alice@example.com"));
+    assert!(u.email_verified);
+    assert_eq!(u.role, "user");
+    assert_eq!(u.clerk_updated_at, Some(1767955200015));
+    assert_eq!(u.deleted_at_ms, None);
+    let (actor, ip, ua): (String, Option<String>, Option<String>) =
+        sqlx::query_as("SELECT actor, client_ip, user_agent FROM audit_log WHERE subject = $1 AND action = 'user.created'")
+            .bind(ALICE)
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(actor, format!("webhook:{id}"));
+    assert_eq!(ip.as_deref(), Some("203.0.113.7"));
+    assert!(ua.unwrap().starts_with("Mozilla/5.0"));
+    // The event followed its job.
+    let (status, attempts, processed): (String, i32, bool) = sqlx::query_as(
+        "SELECT status, attempts, processed_at IS NOT NULL FROM webhook_events WHERE svix_id = $1",
+    )
+    .bind(&id)
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        (status.as_str(), attempts, processed),
+        ("processed", 1, true)
+    );
+}
+
+#[tokio::test]
+async fn user_updated_moves_to_the_new_primary_email_and_role() {
+    let app = TestApp::spawn().await;
+    deliver(&app, &fixture("user.created")).await;
+    deliver(&app, &fixture("user.updated")).await;
+    let u = user(app.pool(), ALICE).await.unwrap();
+    assert_eq!(u.email.as_deref(), Some("alice.new@example.com"));
+    assert_eq!(u.role, "admin");
+    assert_eq!(u.clerk_updated_at, Some(1768214400000));
+    let details: Value = sqlx::query_scalar(
+        "SELECT details FROM audit_log WHERE subject = $1 AND action = 'user.updated'",
+    )
+    .bind(ALICE)
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        details["role"],
+        serde_json::json!({"from": "user", "to": "admin"})
+    );
+    let changed: Vec<&str> = details["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        changed.contains(&"email") && changed.contains(&"role"),
+        "{changed:?}"
+    );
+    assert!(
+        !details.to_string().contains("alice"),
+        "audit details must not carry the address: {details}"
+    );
+}
+
+#[tokio::test]
+async fn an_older_snapshot_after_a_newer_one_changes_nothing() {
+    let app = TestApp::spawn().await;
+    deliver(&app, &fixture("user.updated")).await;
+    let before = user(app.pool(), ALICE).await.unwrap();
+    deliver(&app, &fixture("user.created")).await;
+    // The session.created snapshot is older still and ignored by type.
+    deliver(&app, &fixture("session.created")).await;
+    assert_eq!(user(app.pool(), ALICE).await.unwrap(), before);
+    assert_eq!(audit_actions(app.pool(), ALICE).await, vec!["user.created"]);
+}
+
+#[tokio::test]
+async fn update_before_create_creates_the_row() {
+    let app = TestApp::spawn().await;
+    deliver(&app, &fixture("user.updated")).await;
+    let u = user(app.pool(), ALICE).await.unwrap();
+    assert_eq!(u.email.as_deref(), Some("alice.new@example.com"));
+    assert_eq!(users(app.pool()).await.len(), 1);
+}
+
+#[tokio::test]
+async fn delete_soft_deletes_at_the_event_time_and_repeats_are_harmless() {
+    let app = TestApp::spawn().await;
+    deliver(&app, &fixture("user.created")).await;
+    deliver(&app, &fixture("user.deleted")).await;
+    deliver(&app, &fixture("user.deleted")).await;
+    let u = user(app.pool(), ALICE).await.unwrap();
+    assert_eq!(u.deleted_at_ms, Some(1768819200000));
+    assert_eq!(
+        u.email.as_deref(),
+        Some("alice@example.com"),
+        "soft delete keeps the row"
+    );
+    assert_eq!(
+        audit_actions(app.pool(), ALICE).await,
+        vec!["user.created", "user.deleted"]
+    );
+}
+
+#[tokio::test]
+async fn a_delete_that_arrives_first_leaves_a_tombstone_no_create_revives() {
+    let app = TestApp::spawn().await;
+    deliver(&app, &fixture("user.deleted")).await;
+    deliver(&app, &fixture("user.created")).await;
+    deliver(&app, &fixture("user.updated")).await;
+    let rows = users(app.pool()).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].deleted_at_ms, Some(1768819200000), "still deleted");
+    assert_eq!(
+        rows[0].clerk_updated_at,
+        Some(1768214400000),
+        "the tombstone took the newest data"
+    );
+    assert_eq!(
+        audit_actions(app.pool(), ALICE).await,
+        vec!["user.tombstoned", "user.updated", "user.updated"]
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_user_frees_its_email_for_a_new_account() {
+    let app = TestApp::spawn().await;
+    deliver(
+        &app,
+        &user_event(
+            "user.created",
+            "user_old",
+            Some("same@example.com"),
+            10,
+            None,
+        ),
+    )
+    .await;
+    deliver(&app, &user_deleted("user_old", 20)).await;
+    deliver(
+        &app,
+        &user_event(
+            "user.created",
+            "user_new",
+            Some("same@example.com"),
+            30,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(
+        user(app.pool(), "user_new").await.unwrap().email.as_deref(),
+        Some("same@example.com")
+    );
+    assert_eq!(
+        user(app.pool(), "user_old").await.unwrap().email.as_deref(),
+        Some("same@example.com")
+    );
+}
+
+#[tokio::test]
+async fn phone_only_users_have_no_email() {
+    let app = TestApp::spawn().await;
+    deliver(&app, &fixture("user.created.no-email")).await;
+    let u = user(app.pool(), "user_2abcFakeBobPhone00000000001")
+        .await
+        .unwrap();
+    assert_eq!(u.email, None);
+    assert!(!u.email_verified);
+}
+
+#[tokio::test]
+async fn an_app_row_with_the_same_email_and_no_clerk_id_is_linked_not_duplicated() {
+    let app = TestApp::spawn().await;
+    let existing: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO users (email, first_name) VALUES ('alice@example.com', 'Pre') RETURNING id",
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    deliver(&app, &fixture("user.created")).await;
+    let rows = users(app.pool()).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].clerk_user_id.as_deref(), Some(ALICE));
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(id, existing, "the app's dbId is kept");
+    assert_eq!(audit_actions(app.pool(), ALICE).await, vec!["user.linked"]);
+}
+
+#[tokio::test]
+async fn an_email_claimed_by_a_newer_snapshot_moves_without_retries_and_is_audited() {
+    let app = TestApp::spawn().await;
+    // A holds the address at version 10; B claims it at version 20 (A changed address in
+    // Clerk, but that update has not arrived yet).
+    deliver(
+        &app,
+        &user_event(
+            "user.created",
+            "user_a",
+            Some("shared@example.com"),
+            10,
+            None,
+        ),
+    )
+    .await;
+    deliver(
+        &app,
+        &user_event(
+            "user.created",
+            "user_b",
+            Some("shared@example.com"),
+            20,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(
+        user(app.pool(), "user_b").await.unwrap().email.as_deref(),
+        Some("shared@example.com")
+    );
+    assert_eq!(user(app.pool(), "user_a").await.unwrap().email, None);
+    assert_eq!(
+        audit_actions(app.pool(), "user_a").await,
+        vec!["user.created", "user.email_conflict"]
+    );
+    // A's late update arrives with its new address.
+    deliver(
+        &app,
+        &user_event(
+            "user.updated",
+            "user_a",
+            Some("a.new@example.com"),
+            15,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(
+        user(app.pool(), "user_a").await.unwrap().email.as_deref(),
+        Some("a.new@example.com")
+    );
+
+    // An older snapshot that claims a newer holder's address is stored without it.
+    deliver(
+        &app,
+        &user_event(
+            "user.created",
+            "user_c",
+            Some("shared@example.com"),
+            5,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(user(app.pool(), "user_c").await.unwrap().email, None);
+    assert_eq!(
+        user(app.pool(), "user_b").await.unwrap().email.as_deref(),
+        Some("shared@example.com")
+    );
+    assert!(audit_actions(app.pool(), "user_c")
+        .await
+        .contains(&"user.email_conflict".to_owned()));
+}
+
+#[tokio::test]
+async fn roles_other_than_admin_become_user() {
+    let app = TestApp::spawn().await;
+    deliver(
+        &app,
+        &user_event("user.created", "user_r", None, 1, Some("superuser")),
+    )
+    .await;
+    assert_eq!(user(app.pool(), "user_r").await.unwrap().role, "user");
+    deliver(
+        &app,
+        &user_event("user.updated", "user_r", None, 2, Some("admin")),
+    )
+    .await;
+    assert_eq!(user(app.pool(), "user_r").await.unwrap().role, "admin");
+}

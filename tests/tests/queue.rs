@@ -1,0 +1,469 @@
+//! The queue machinery with test-only job types: backoff stored in the database, fatal
+//! failures, exhaustion, panics, poison payloads, event bookkeeping, wake-ups and shutdown.
+
+use jobs::audit::Origin;
+use jobs::error::{JobError, ResultExt};
+use jobs::ids::SvixId;
+use jobs::queue::{self, drain, Job, Registry, WorkerSettings};
+use jobs::JobContext;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+use tests::*;
+
+/// Fails retryably until it has run `fail_times` times, then succeeds.
+#[derive(Serialize, Deserialize)]
+struct Flaky {
+    key: String,
+    fail_times: i64,
+    origin: Origin,
+}
+
+impl Job for Flaky {
+    const QUEUE: &'static str = "test.flaky";
+    const MAX_ATTEMPTS: u32 = 3;
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+    async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
+        let runs: i64 = sqlx::query_scalar(
+            "INSERT INTO test_runs (key, runs) VALUES ($1, 1) ON CONFLICT (key) DO UPDATE SET runs = test_runs.runs + 1 RETURNING runs",
+        )
+        .bind(&self.key)
+        .fetch_one(&ctx.pool)
+        .await?;
+        if runs <= self.fail_times {
+            return Err(std::io::Error::other(format!("transient failure {runs}"))).retryable();
+        }
+        Ok(())
+    }
+}
+
+/// Always fails fatally.
+#[derive(Serialize, Deserialize)]
+struct Doomed {
+    origin: Origin,
+}
+
+impl Job for Doomed {
+    const QUEUE: &'static str = "test.doomed";
+    const MAX_ATTEMPTS: u32 = 5;
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+    async fn handle(self, _: &JobContext) -> Result<(), JobError> {
+        Err(std::io::Error::other("invalid data")).fatal()
+    }
+}
+
+/// Panics on its first run.
+#[derive(Serialize, Deserialize)]
+struct Panicky {
+    key: String,
+    origin: Origin,
+}
+
+impl Job for Panicky {
+    const QUEUE: &'static str = "test.panicky";
+    const MAX_ATTEMPTS: u32 = 3;
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+    async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
+        let first: bool = sqlx::query_scalar("INSERT INTO test_runs (key, runs) VALUES ($1, 1) ON CONFLICT (key) DO NOTHING RETURNING true")
+            .bind(&self.key)
+            .fetch_optional(&ctx.pool)
+            .await?
+            .unwrap_or(false);
+        if first {
+            panic!("handler bug");
+        }
+        Ok(())
+    }
+}
+
+/// Sleeps, then records that it finished.
+#[derive(Serialize, Deserialize)]
+struct Slow {
+    key: String,
+    millis: u64,
+    origin: Origin,
+}
+
+impl Job for Slow {
+    const QUEUE: &'static str = "test.slow";
+    const MAX_ATTEMPTS: u32 = 3;
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+    async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
+        tokio::time::sleep(Duration::from_millis(self.millis)).await;
+        sqlx::query("INSERT INTO test_runs (key, runs) VALUES ($1, 1) ON CONFLICT (key) DO UPDATE SET runs = test_runs.runs + 1")
+            .bind(&self.key)
+            .execute(&ctx.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+fn test_registry() -> Registry {
+    let mut r = Registry::default();
+    r.register::<Flaky>()
+        .register::<Doomed>()
+        .register::<Panicky>()
+        .register::<Slow>();
+    r
+}
+
+async fn setup() -> (TestDb, JobContext) {
+    let db = TestDb::new().await;
+    sqlx::query("CREATE TABLE test_runs (key text PRIMARY KEY, runs bigint NOT NULL)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let ctx = JobContext::new(db.pool.clone());
+    (db, ctx)
+}
+
+/// An event row the job reports to, as intake would have written it.
+async fn event(ctx: &JobContext) -> Origin {
+    let id = new_svix_id();
+    sqlx::query("INSERT INTO webhook_events (svix_id, event_type, payload, status, pending_jobs) VALUES ($1, 'test', '{}', 'queued', 1)")
+        .bind(&id)
+        .execute(&ctx.pool)
+        .await
+        .unwrap();
+    Origin {
+        svix_id: Some(SvixId::parse(&id).unwrap()),
+        ..Origin::system()
+    }
+}
+
+async fn push<J: Job>(ctx: &JobContext, job: &J) -> String {
+    let mut conn = ctx.pool.acquire().await.unwrap();
+    queue::enqueue_one(&mut conn, job, None)
+        .await
+        .unwrap()
+        .to_string()
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct JobRow {
+    status: String,
+    attempts: i32,
+    max_attempts: i32,
+    due_in_ms: f64,
+}
+
+async fn job_row(ctx: &JobContext, id: &str) -> JobRow {
+    sqlx::query_as("SELECT status, attempts, max_attempts, (extract(epoch from run_at - now()) * 1000)::float8 AS due_in_ms FROM apalis.jobs WHERE id = $1")
+        .bind(id)
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap()
+}
+
+async fn event_state(ctx: &JobContext, origin: &Origin) -> (String, i32, Option<String>) {
+    sqlx::query_as("SELECT status, attempts, last_error FROM webhook_events WHERE svix_id = $1")
+        .bind(origin.svix_id.as_ref().unwrap().as_str())
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap()
+}
+
+async fn make_due(ctx: &JobContext, id: &str) {
+    sqlx::query("UPDATE apalis.jobs SET run_at = now() - interval '1 second' WHERE id = $1")
+        .bind(id)
+        .execute(&ctx.pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_retryable_failure_backs_off_in_the_database_then_succeeds() {
+    let (_db, ctx) = setup().await;
+    let origin = event(&ctx).await;
+    let id = push(
+        &ctx,
+        &Flaky {
+            key: "k".into(),
+            fail_times: 1,
+            origin: origin.clone(),
+        },
+    )
+    .await;
+
+    let report = drain(&ctx, &test_registry()).await.unwrap();
+    assert_eq!(report.retrying, 1);
+    let row = job_row(&ctx, &id).await;
+    assert_eq!((row.status.as_str(), row.attempts), ("Failed", 1));
+    // First backoff: between half and all of one second, stored as run_at.
+    assert!(
+        row.due_in_ms > 0.0 && row.due_in_ms <= 1000.0,
+        "due in {} ms",
+        row.due_in_ms
+    );
+    let (status, attempts, err) = event_state(&ctx, &origin).await;
+    assert_eq!((status.as_str(), attempts), ("queued", 1));
+    assert!(err.unwrap().contains("transient failure 1"));
+    // Not due yet: draining again runs nothing.
+    assert_eq!(
+        drain(&ctx, &test_registry()).await.unwrap(),
+        Default::default()
+    );
+
+    make_due(&ctx, &id).await;
+    let report = drain(&ctx, &test_registry()).await.unwrap();
+    assert_eq!(report.succeeded, 1);
+    let row = job_row(&ctx, &id).await;
+    assert_eq!((row.status.as_str(), row.attempts), ("Done", 2));
+    let (status, attempts, _) = event_state(&ctx, &origin).await;
+    assert_eq!((status.as_str(), attempts), ("processed", 2));
+    let st = jobs::queue::status::job_status(&ctx.pool, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(st.state, jobs::queue::status::JobState::Succeeded);
+}
+
+#[tokio::test]
+async fn retries_stop_at_max_attempts_and_the_event_is_marked_failed() {
+    let (_db, ctx) = setup().await;
+    let origin = event(&ctx).await;
+    let id = push(
+        &ctx,
+        &Flaky {
+            key: "k".into(),
+            fail_times: 99,
+            origin: origin.clone(),
+        },
+    )
+    .await;
+    for _ in 0..Flaky::MAX_ATTEMPTS {
+        make_due(&ctx, &id).await;
+        drain(&ctx, &test_registry()).await.unwrap();
+    }
+    let row = job_row(&ctx, &id).await;
+    assert_eq!(
+        (row.status.as_str(), row.attempts, row.max_attempts),
+        ("Failed", 3, 3)
+    );
+    make_due(&ctx, &id).await;
+    assert_eq!(
+        drain(&ctx, &test_registry()).await.unwrap(),
+        Default::default(),
+        "a dead job is not fetched again"
+    );
+    let (status, attempts, err) = event_state(&ctx, &origin).await;
+    assert_eq!((status.as_str(), attempts), ("failed", 3));
+    assert!(err.unwrap().contains("transient failure 3"));
+    let st = jobs::queue::status::job_status(&ctx.pool, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(st.state, jobs::queue::status::JobState::Failed);
+    assert!(st.error.unwrap().contains("transient failure 3"));
+}
+
+#[tokio::test]
+async fn a_fatal_failure_stops_at_once() {
+    let (_db, ctx) = setup().await;
+    let origin = event(&ctx).await;
+    let id = push(
+        &ctx,
+        &Doomed {
+            origin: origin.clone(),
+        },
+    )
+    .await;
+    let report = drain(&ctx, &test_registry()).await.unwrap();
+    assert_eq!(report.killed, 1);
+    let row = job_row(&ctx, &id).await;
+    assert_eq!((row.status.as_str(), row.attempts), ("Killed", 1));
+    make_due(&ctx, &id).await;
+    assert_eq!(
+        drain(&ctx, &test_registry()).await.unwrap(),
+        Default::default()
+    );
+    let (status, _, err) = event_state(&ctx, &origin).await;
+    assert_eq!(status, "failed");
+    assert!(err.unwrap().contains("invalid data"));
+}
+
+#[tokio::test]
+async fn a_payload_that_does_not_decode_fails_fatally_instead_of_looping() {
+    let (_db, ctx) = setup().await;
+    let task = apalis_core_task(b"{\"not\":\"a flaky job\"}".to_vec());
+    let mut conn = ctx.pool.acquire().await.unwrap();
+    apalis_postgres::queries::push_tasks(&mut *conn, Flaky::QUEUE, vec![task])
+        .await
+        .unwrap();
+    let report = drain(&ctx, &test_registry()).await.unwrap();
+    assert_eq!(report.killed, 1);
+    let (status, result): (String, serde_json::Value) =
+        sqlx::query_as("SELECT status, last_result FROM apalis.jobs")
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "Killed");
+    assert!(
+        result["Err"].as_str().unwrap().contains("does not decode"),
+        "{result}"
+    );
+}
+
+fn apalis_core_task(bytes: Vec<u8>) -> apalis_postgres::PgTask {
+    apalis_core::task::builder::TaskBuilder::new(bytes)
+        .task_id(apalis_core::task::task_id::TaskId::from_ulid(
+            ulid::Ulid::generate(),
+        ))
+        .max_attempts(3)
+        .build()
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_a_retryable_failure_not_a_stuck_job() {
+    let (_db, ctx) = setup().await;
+    let id = push(
+        &ctx,
+        &Panicky {
+            key: "p".into(),
+            origin: Origin::system(),
+        },
+    )
+    .await;
+    assert_eq!(drain(&ctx, &test_registry()).await.unwrap().retrying, 1);
+    make_due(&ctx, &id).await;
+    assert_eq!(drain(&ctx, &test_registry()).await.unwrap().succeeded, 1);
+    assert_eq!(job_row(&ctx, &id).await.status, "Done");
+}
+
+async fn wait_until_done(ctx: &JobContext, id: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if job_row(ctx, id).await.status == "Done" {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "job {id} not done within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_idle_worker_is_woken_by_notify_not_by_its_poll() {
+    let (_db, ctx) = setup().await;
+    // A poll far longer than the wait below: only the notification can wake the worker.
+    let settings = WorkerSettings {
+        poll_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let worker = RunningWorker::start(ctx.clone(), test_registry(), settings);
+    // Let it go idle first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let id = push(
+        &ctx,
+        &Slow {
+            key: "s".into(),
+            millis: 0,
+            origin: Origin::system(),
+        },
+    )
+    .await;
+    wait_until_done(&ctx, &id, Duration::from_secs(10)).await;
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_coming_due_is_found_by_the_poll() {
+    let (_db, ctx) = setup().await;
+    let settings = WorkerSettings {
+        poll_interval: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let worker = RunningWorker::start(ctx.clone(), test_registry(), settings);
+    // Fails once; the retry is due about a second later and nothing notifies about it.
+    let id = push(
+        &ctx,
+        &Flaky {
+            key: "f".into(),
+            fail_times: 1,
+            origin: Origin::system(),
+        },
+    )
+    .await;
+    wait_until_done(&ctx, &id, Duration::from_secs(15)).await;
+    assert_eq!(job_row(&ctx, &id).await.attempts, 2);
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_running_jobs_finish() {
+    let (_db, ctx) = setup().await;
+    let worker = RunningWorker::start(ctx.clone(), test_registry(), WorkerSettings::default());
+    let id = push(
+        &ctx,
+        &Slow {
+            key: "slow".into(),
+            millis: 1500,
+            origin: Origin::system(),
+        },
+    )
+    .await;
+    // Wait until it is running, then ask to stop.
+    let start = Instant::now();
+    while job_row(&ctx, &id).await.status != "Running" {
+        assert!(start.elapsed() < Duration::from_secs(10), "never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.stop().await;
+    assert_eq!(
+        job_row(&ctx, &id).await.status,
+        "Done",
+        "the running job finished before exit"
+    );
+}
+
+#[tokio::test]
+async fn concurrency_is_bounded_per_queue() {
+    let (_db, ctx) = setup().await;
+    let settings = WorkerSettings {
+        concurrency: 3,
+        ..Default::default()
+    };
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        ids.push(
+            push(
+                &ctx,
+                &Slow {
+                    key: format!("c{i}"),
+                    millis: 300,
+                    origin: Origin::system(),
+                },
+            )
+            .await,
+        );
+    }
+    let worker = RunningWorker::start(ctx.clone(), test_registry(), settings);
+    let mut max_running = 0i64;
+    let start = Instant::now();
+    loop {
+        let (running, done): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE status = 'Running'), count(*) FILTER (WHERE status = 'Done') FROM apalis.jobs",
+        )
+        .fetch_one(&ctx.pool)
+        .await
+        .unwrap();
+        max_running = max_running.max(running);
+        if done == 9 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(max_running <= 3, "{max_running} ran at once");
+    assert!(max_running >= 2, "jobs should overlap");
+    worker.stop().await;
+}

@@ -1,0 +1,400 @@
+//! `POST /webhooks/clerk` against the real api and database: signatures, limits, parsing,
+//! duplicates, and what is stored for each outcome.
+
+use serde_json::Value;
+use tests::*;
+
+async fn json(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn event_row(app: &TestApp, svix_id: &str) -> Option<(String, String, i32)> {
+    sqlx::query_as("SELECT status, event_type, pending_jobs FROM webhook_events WHERE svix_id = $1")
+        .bind(svix_id)
+        .fetch_optional(app.pool())
+        .await
+        .unwrap()
+}
+
+async fn job_count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
+        .fetch_one(app.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn signed_user_created_is_stored_with_its_job_and_answered_202() {
+    let app = TestApp::spawn().await;
+    let id = new_svix_id();
+    let (status, body) = json(app.post_signed(&id, &fixture("user.created")).await).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "accepted");
+    assert_eq!(body["job_ids"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        event_row(&app, &id).await,
+        Some(("queued".into(), "user.created".into(), 1))
+    );
+    let stored: Value = sqlx::query_scalar("SELECT payload FROM webhook_events WHERE svix_id = $1")
+        .bind(&id)
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, fixture_json("user.created"));
+    let job_id = body["job_ids"][0].as_str().unwrap();
+    let (queue, meta): (String, Option<String>) =
+        sqlx::query_as("SELECT job_type, metadata -> 'svix_id' FROM apalis.jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(queue, "authsync.provision_user");
+    assert_eq!(meta.as_deref(), Some(id.as_str()));
+    app.drain().await;
+}
+
+#[tokio::test]
+async fn bad_deliveries_are_refused_with_clear_errors_and_store_nothing() {
+    let app = TestApp::spawn().await;
+    let body = fixture("user.created");
+    let now = now_secs();
+    let id = new_svix_id();
+    let mut tampered = body.clone();
+    let pos = tampered.iter().position(|b| *b == b'A').unwrap();
+    tampered[pos] = b'B';
+    let signed = |secret: &str, ts: i64| svix_headers(secret, &id, ts, &body);
+    let without = |name: &str| {
+        signed(SECRET, now)
+            .into_iter()
+            .filter(|(k, _)| *k != name)
+            .collect::<Vec<_>>()
+    };
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "wrong secret",
+            signed(FOREIGN_SECRET, now),
+            body.clone(),
+            401,
+            "invalid_signature",
+        ),
+        (
+            "tampered body",
+            signed(SECRET, now),
+            tampered,
+            401,
+            "invalid_signature",
+        ),
+        (
+            "stale timestamp",
+            signed(SECRET, now - 301),
+            body.clone(),
+            401,
+            "timestamp_out_of_tolerance",
+        ),
+        (
+            "future timestamp",
+            signed(SECRET, now + 301),
+            body.clone(),
+            401,
+            "timestamp_out_of_tolerance",
+        ),
+        (
+            "missing svix-id",
+            without("svix-id"),
+            body.clone(),
+            400,
+            "missing_svix_header",
+        ),
+        (
+            "missing svix-timestamp",
+            without("svix-timestamp"),
+            body.clone(),
+            400,
+            "missing_svix_header",
+        ),
+        (
+            "missing svix-signature",
+            without("svix-signature"),
+            body.clone(),
+            400,
+            "missing_svix_header",
+        ),
+        (
+            "no headers at all",
+            vec![],
+            body.clone(),
+            400,
+            "missing_svix_header",
+        ),
+        (
+            "garbage signature",
+            vec![
+                ("svix-id", id.clone()),
+                ("svix-timestamp", now.to_string()),
+                ("svix-signature", "v1,AAAA".into()),
+            ],
+            body.clone(),
+            401,
+            "invalid_signature",
+        ),
+        (
+            "timestamp in milliseconds",
+            svix_headers(SECRET, &id, now * 1000, &body),
+            body.clone(),
+            401,
+            "timestamp_out_of_tolerance",
+        ),
+    ];
+    for (name, headers, body, want_status, want_code) in cases {
+        let (status, resp) = json(app.post_webhook_with(&headers, body).await).await;
+        assert_eq!(status, want_status, "{name}: {resp}");
+        assert_eq!(resp["error"]["code"], want_code, "{name}: {resp}");
+        assert!(
+            resp["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{name}"
+        );
+    }
+    assert_eq!(event_row(&app, &id).await, None);
+    assert_eq!(job_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn the_second_of_two_secrets_verifies() {
+    let app = TestApp::spawn().await;
+    let id = new_svix_id();
+    let body = fixture("user.created");
+    let resp = app
+        .post_webhook_with(&svix_headers(SECOND_SECRET, &id, now_secs(), &body), body)
+        .await;
+    assert_eq!(resp.status(), 202);
+    app.drain().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_with_or_without_content_length() {
+    let app = TestApp::spawn().await;
+    let big = vec![b' '; api::config::DEFAULT_BODY_LIMIT + 1];
+    let id = new_svix_id();
+    let (status, body) = json(app.post_signed(&id, &big).await).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large");
+
+    // Chunked: no content-length, the limit is enforced while reading.
+    let stream = futures::stream::iter((0..600).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])));
+    let resp = app
+        .client
+        .post(format!("{}/webhooks/clerk", app.address))
+        .headers(reqwest::header::HeaderMap::from_iter(
+            svix_headers(SECRET, &id, now_secs(), b"x")
+                .into_iter()
+                .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap())),
+        ))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(event_row(&app, &id).await, None);
+}
+
+#[tokio::test]
+async fn signed_but_unparseable_bodies_are_400_and_recorded_as_rejected() {
+    let app = TestApp::spawn().await;
+    let cases: &[(&str, &[u8], &str)] = &[
+        ("not json", b"hello", "not a JSON Clerk event envelope"),
+        ("json array", b"[1,2]", "not a JSON Clerk event envelope"),
+        (
+            "no timestamp",
+            br#"{"type":"user.created","data":{}}"#,
+            "timestamp",
+        ),
+        (
+            "user without id",
+            br#"{"type":"user.created","data":{"updated_at":1},"timestamp":1}"#,
+            "does not match Clerk's schema",
+        ),
+        (
+            "bad user id",
+            br#"{"type":"user.updated","data":{"id":"org_1","updated_at":1},"timestamp":1}"#,
+            "invalid id",
+        ),
+        (
+            "delete without id",
+            br#"{"type":"user.deleted","data":{"deleted":true},"timestamp":1}"#,
+            "does not match Clerk's schema",
+        ),
+    ];
+    for (name, body, want) in cases {
+        let id = new_svix_id();
+        let (status, resp) = json(app.post_signed(&id, body).await).await;
+        assert_eq!(status, 400, "{name}: {resp}");
+        assert_eq!(resp["error"]["code"], "unparseable_event", "{name}");
+        assert!(
+            resp["error"]["message"].as_str().unwrap().contains(want),
+            "{name}: {resp}"
+        );
+        let (st, _, _) = event_row(&app, &id)
+            .await
+            .unwrap_or_else(|| panic!("{name}: not recorded"));
+        assert_eq!(st, "rejected", "{name}");
+        let err: Option<String> =
+            sqlx::query_scalar("SELECT last_error FROM webhook_events WHERE svix_id = $1")
+                .bind(&id)
+                .fetch_one(app.pool())
+                .await
+                .unwrap();
+        assert!(err.unwrap().contains(want), "{name}");
+    }
+    assert_eq!(job_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn known_but_unhandled_and_unknown_types_are_200_ignored_and_recorded() {
+    let app = TestApp::spawn().await;
+    let mut brand_new = fixture_json("session.created");
+    brand_new["type"] = "billing.subscription.created".into();
+    let cases = vec![
+        ("session.created", fixture("session.created")),
+        ("email.created", fixture("email.created")),
+        (
+            "billing.subscription.created",
+            serde_json::to_vec(&brand_new).unwrap(),
+        ),
+    ];
+    for (event_type, body) in cases {
+        let id = new_svix_id();
+        let (status, resp) = json(app.post_signed(&id, &body).await).await;
+        assert_eq!(status, 200, "{event_type}: {resp}");
+        assert_eq!(resp["status"], "ignored");
+        assert_eq!(
+            event_row(&app, &id).await,
+            Some(("ignored".into(), event_type.into(), 0))
+        );
+    }
+    assert_eq!(job_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_repeated_svix_id_is_200_duplicate_and_enqueues_nothing() {
+    let app = TestApp::spawn().await;
+    let id = new_svix_id();
+    let body = fixture("user.created");
+    assert_eq!(app.post_signed(&id, &body).await.status(), 202);
+    let (status, resp) = json(app.post_signed(&id, &body).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(resp["status"], "duplicate");
+    assert_eq!(job_count(&app).await, 1);
+    app.drain().await;
+    // After processing, a late redelivery is still a duplicate.
+    assert_eq!(
+        json(app.post_signed(&id, &body).await).await.1["status"],
+        "duplicate"
+    );
+    assert_eq!(job_count(&app).await, 1);
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_store_one_event_and_one_job() {
+    let app = TestApp::spawn().await;
+    let id = new_svix_id();
+    let body = fixture("user.created");
+    let sends = (0..25).map(|_| app.post_signed(&id, &body));
+    let statuses: Vec<u16> = futures::future::join_all(sends)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        24,
+        "{statuses:?}"
+    );
+    assert_eq!(job_count(&app).await, 1);
+    app.drain().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_503_with_retry_after_and_never_2xx() {
+    // A database URL nothing listens on: the api starts (lazy pool) but cannot store events.
+    let db = TestDb::new().await;
+    let broken = db.url.replacen(&format!(":{}", db_port(&db.url)), ":1", 1);
+    let app = TestApp::spawn_with_api_database(db, broken).await;
+    let body = fixture("user.created");
+    let resp = app.post_signed(&new_svix_id(), &body).await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "5");
+    let (_, resp) = json(resp).await;
+    assert_eq!(resp["error"]["code"], "unavailable");
+    // Signed but unparseable: cannot be recorded either, so it is 503 too (Svix will retry).
+    let resp = app.post_signed(&new_svix_id(), b"garbage").await;
+    assert_eq!(resp.status(), 503);
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+}
+
+fn db_port(url: &str) -> u16 {
+    url::Url::parse(url).unwrap().port().unwrap_or(5432)
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let app = TestApp::spawn().await;
+    let h = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.status(), 200);
+    let r = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("x-request-id"));
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        assert_eq!(r.headers()[name], value, "{name}");
+    }
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert!(
+        !r.headers().contains_key("strict-transport-security"),
+        "no HSTS over plain HTTP"
+    );
+    let tls = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert!(tls.headers()["strict-transport-security"]
+        .to_str()
+        .unwrap()
+        .starts_with("max-age="));
+    // Errors carry them too.
+    let e = app.post_webhook_with(&[], b"{}".to_vec()).await;
+    assert_eq!(e.headers()["x-content-type-options"], "nosniff");
+}

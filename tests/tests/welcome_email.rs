@@ -1,0 +1,173 @@
+//! SendWelcomeEmail over a real SMTP conversation with a local sink: exactly once per new user
+//! with an address, whatever duplicates and retries happen; SMTP outages back off and recover.
+
+use jobs::mailer::SmtpMailer;
+use std::sync::Arc;
+use tests::smtp_sink::SmtpSink;
+use tests::*;
+
+async fn app_with_mail(sink: &SmtpSink) -> TestApp {
+    let mut app = TestApp::spawn().await;
+    let mailer = SmtpMailer::new(
+        &sink.url(),
+        "authsync <welcome@authsync.test>".parse().unwrap(),
+    )
+    .unwrap();
+    app.ctx = app.ctx.clone().with_mailer(Arc::new(mailer));
+    app
+}
+
+async fn make_all_due(app: &TestApp) {
+    sqlx::query(
+        "UPDATE apalis.jobs SET run_at = now() - interval '1 second' WHERE status = 'Failed'",
+    )
+    .execute(app.pool())
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn twenty_users_with_duplicate_deliveries_get_exactly_twenty_mails() {
+    let sink = SmtpSink::start().await;
+    let app = app_with_mail(&sink).await;
+    let mut deliveries = Vec::new();
+    for i in 0..20 {
+        let body = user_event(
+            "user.created",
+            &format!("user_w{i}"),
+            Some(&format!("w{i}@example.com")),
+            1,
+            None,
+        );
+        deliveries.push((new_svix_id(), body.clone()));
+        // Clerk re-sends some events under a new delivery, and Svix repeats others.
+        deliveries.push((new_svix_id(), body.clone()));
+        if i % 3 == 0 {
+            let again = deliveries.last().unwrap().clone();
+            deliveries.push(again);
+        }
+        // Updates never send a welcome email.
+        deliveries.push((
+            new_svix_id(),
+            user_event(
+                "user.updated",
+                &format!("user_w{i}"),
+                Some(&format!("w{i}@example.com")),
+                2,
+                None,
+            ),
+        ));
+    }
+    for (id, body) in &deliveries {
+        assert!(app.post_signed(id, body).await.status().is_success());
+    }
+    // A phone-only user gets nothing.
+    assert!(app
+        .post_signed(&new_svix_id(), &fixture("user.created.no-email"))
+        .await
+        .status()
+        .is_success());
+    app.drain().await;
+
+    let mails = sink.received();
+    assert_eq!(
+        mails.len(),
+        20,
+        "{:#?}",
+        mails.iter().map(|m| &m.to).collect::<Vec<_>>()
+    );
+    let mut to: Vec<String> = mails.iter().flat_map(|m| m.to.clone()).collect();
+    to.sort();
+    let mut want: Vec<String> = (0..20).map(|i| format!("w{i}@example.com")).collect();
+    want.sort();
+    assert_eq!(to, want);
+    let m = &mails[0];
+    assert_eq!(m.from, "welcome@authsync.test");
+    assert!(m.data.contains("Subject: Welcome aboard"));
+    assert!(
+        m.data.contains("Content-Type: text/plain") && m.data.contains("Content-Type: text/html")
+    );
+    // The current first name at send time (the snapshot versions name it First1, First2).
+    assert!(
+        m.data.contains("Welcome, First1!") || m.data.contains("Welcome, First2!"),
+        "greets by name: {}",
+        m.data
+    );
+    let sent: i64 = sqlx::query_scalar("SELECT count(*) FROM sent_emails WHERE status = 'sent'")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(sent, 20);
+}
+
+#[tokio::test]
+async fn an_smtp_outage_is_retried_then_the_mail_is_sent_once() {
+    let sink = SmtpSink::start().await;
+    let app = app_with_mail(&sink).await;
+    sink.refuse(2);
+    assert_eq!(
+        app.post_signed(&new_svix_id(), &fixture("user.created"))
+            .await
+            .status(),
+        202
+    );
+    let first = app.drain().await;
+    assert_eq!(first.retrying, 1, "{first:?}");
+    let (status, err): (String, Option<serde_json::Value>) =
+        sqlx::query_as("SELECT status, last_result FROM apalis.jobs WHERE job_type = 'authsync.send_welcome_email'").fetch_one(app.pool()).await.unwrap();
+    assert_eq!(status, "Failed");
+    assert!(
+        err.unwrap()["Err"].as_str().unwrap().contains("451"),
+        "the SMTP refusal is visible"
+    );
+    make_all_due(&app).await;
+    assert_eq!(app.drain().await.retrying, 1);
+    make_all_due(&app).await;
+    assert_eq!(app.drain().await.succeeded, 1);
+    assert_eq!(sink.refused(), 2);
+    assert_eq!(sink.received().len(), 1);
+    // Running the job again (a duplicate) sends nothing more.
+    sqlx::query("UPDATE apalis.jobs SET status = 'Pending', run_at = now() - interval '1 second' WHERE job_type = 'authsync.send_welcome_email'").execute(app.pool()).await.unwrap();
+    app.drain().await;
+    assert_eq!(sink.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_claim_left_by_a_crashed_worker_is_taken_over_after_the_lease() {
+    let sink = SmtpSink::start().await;
+    let app = app_with_mail(&sink).await;
+    assert_eq!(
+        app.post_signed(&new_svix_id(), &fixture("user.created"))
+            .await
+            .status(),
+        202
+    );
+    // Provision only; then pretend a worker claimed the mail and died before sending.
+    let user: uuid::Uuid = {
+        let report = app.drain().await;
+        assert_eq!(report.succeeded, 2);
+        sqlx::query_scalar("SELECT id FROM users")
+            .fetch_one(app.pool())
+            .await
+            .unwrap()
+    };
+    assert_eq!(sink.received().len(), 1);
+    sqlx::query("UPDATE sent_emails SET status = 'sending', claimed_at = now() WHERE user_id = $1")
+        .bind(user)
+        .execute(app.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE apalis.jobs SET status = 'Pending', run_at = now() - interval '1 second' WHERE job_type = 'authsync.send_welcome_email'").execute(app.pool()).await.unwrap();
+    // Within the lease: nobody else sends; the job waits.
+    assert_eq!(app.drain().await.retrying, 1);
+    assert_eq!(sink.received().len(), 1);
+    // After the lease: taken over and sent.
+    sqlx::query("UPDATE sent_emails SET claimed_at = now() - interval '1 hour' WHERE user_id = $1")
+        .bind(user)
+        .execute(app.pool())
+        .await
+        .unwrap();
+    make_all_due(&app).await;
+    assert_eq!(app.drain().await.succeeded, 1);
+    assert_eq!(sink.received().len(), 2, "the lost send is made up for");
+}

@@ -1,0 +1,244 @@
+//! The authsync worker: serves every registered job queue (see `jobs::queue::registry`) until
+//! SIGTERM, then finishes running jobs and exits. Run as many processes as you like against
+//! one database.
+
+pub mod metrics_server;
+
+use jobs::clerk_api::{HttpClerkApi, DEFAULT_API_URL};
+use jobs::config::{ConfigError, DatabaseConfig, Env};
+use jobs::mailer::{FileMailer, Mailer, SmtpMailer};
+use jobs::queue::{registry, WorkerPool, WorkerSettings};
+use jobs::JobContext;
+use lettre::message::Mailbox;
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
+
+/// The worker's configuration.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub database: DatabaseConfig,
+    pub settings: WorkerSettings,
+    /// `CLERK_SECRET_KEY`; without it metadata write-back is off.
+    pub clerk_secret_key: Option<SecretString>,
+    /// `CLERK_API_URL` (default https://api.clerk.com).
+    pub clerk_api_url: String,
+    pub mail: MailConfig,
+    /// `PERSONAL_ORGANIZATIONS=true`: a personal organization for every new user.
+    pub personal_organizations: bool,
+    /// `WORKER_METRICS_PORT`: serve `/healthz` and `/metrics` there (unset: not served).
+    pub metrics_port: Option<u16>,
+    pub retention: RetentionConfig,
+    /// `RECONCILE_INTERVAL_SECS` (default 3600); reconcile runs only with `CLERK_SECRET_KEY`.
+    pub reconcile_interval_secs: u64,
+}
+
+/// When retention runs and what it keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// `RETENTION_INTERVAL_SECS` (default 3600): one run per interval across all workers.
+    pub interval_secs: u64,
+    /// `RETENTION_JOBS_DAYS` (default 7): finished jobs older than this go.
+    pub jobs_days: u32,
+    /// `RETENTION_EVENTS_DAYS` (default 30): processed and ignored events older than this go.
+    pub events_days: u32,
+}
+
+/// Where welcome emails go.
+#[derive(Debug, Clone)]
+pub enum MailConfig {
+    /// `SMTP_URL` and `MAIL_FROM`.
+    Smtp { url: SecretString, from: Mailbox },
+    /// No `SMTP_URL`: `.eml` files in `MAIL_DIR` (default `mail-out`).
+    Files {
+        dir: std::path::PathBuf,
+        from: Mailbox,
+    },
+}
+
+impl WorkerConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let mut database = DatabaseConfig::from_env(env)?;
+        let mut settings = WorkerSettings::default();
+        settings.concurrency = env.parsed("WORKER_CONCURRENCY", settings.concurrency)?;
+        settings.urgent_concurrency =
+            env.parsed("WORKER_URGENT_CONCURRENCY", settings.urgent_concurrency)?;
+        for (name, v) in [
+            ("WORKER_CONCURRENCY", settings.concurrency),
+            ("WORKER_URGENT_CONCURRENCY", settings.urgent_concurrency),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Malformed {
+                    name,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        // Each queue's running jobs hold at most one connection each, plus fetch, heartbeat
+        // and the listener: size the pool so jobs never wait on it.
+        if env.optional("DATABASE_MAX_CONNECTIONS").is_none() {
+            database.max_connections =
+                ((settings.concurrency + settings.urgent_concurrency) as u32 + 4).min(64);
+        }
+        let from = |default: Option<&str>| -> Result<Mailbox, ConfigError> {
+            let raw = match (env.optional("MAIL_FROM"), default) {
+                (Some(v), _) => v,
+                (None, Some(d)) => d.to_owned(),
+                (None, None) => return Err(ConfigError::Missing("MAIL_FROM")),
+            };
+            raw.parse().map_err(|e| ConfigError::Malformed {
+                name: "MAIL_FROM",
+                reason: format!("not a mailbox ({e})"),
+            })
+        };
+        let mail = match env.optional("SMTP_URL") {
+            Some(url) => MailConfig::Smtp {
+                url: url.into(),
+                from: from(None)?,
+            },
+            None => MailConfig::Files {
+                dir: env
+                    .optional("MAIL_DIR")
+                    .unwrap_or_else(|| "mail-out".into())
+                    .into(),
+                from: from(Some("authsync <no-reply@localhost>"))?,
+            },
+        };
+        Ok(Self {
+            personal_organizations: env.parsed("PERSONAL_ORGANIZATIONS", false)?,
+            retention: RetentionConfig {
+                interval_secs: env.parsed("RETENTION_INTERVAL_SECS", 3600u64)?.max(1),
+                jobs_days: env.parsed("RETENTION_JOBS_DAYS", 7u32)?,
+                events_days: env.parsed("RETENTION_EVENTS_DAYS", 30u32)?,
+            },
+            reconcile_interval_secs: env.parsed("RECONCILE_INTERVAL_SECS", 3600u64)?.max(1),
+            metrics_port: env
+                .optional("WORKER_METRICS_PORT")
+                .map(|_| env.parsed("WORKER_METRICS_PORT", 0u16))
+                .transpose()?,
+            database,
+            settings,
+            mail,
+            clerk_secret_key: env.optional("CLERK_SECRET_KEY").map(SecretString::from),
+            clerk_api_url: env
+                .optional("CLERK_API_URL")
+                .unwrap_or_else(|| DEFAULT_API_URL.to_owned()),
+        })
+    }
+}
+
+/// Runs the worker until `shutdown` resolves.
+pub async fn run(
+    config: WorkerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let pool = jobs::db::pool(&config.database)?;
+    if let Some(port) = config.metrics_port {
+        metrics_server::spawn(([0, 0, 0, 0], port).into(), pool.clone()).await?;
+    }
+    let mut ctx = JobContext::new(pool);
+    match config.clerk_secret_key {
+        Some(key) => ctx = ctx.with_clerk(Arc::new(HttpClerkApi::new(&config.clerk_api_url, key))),
+        None => tracing::info!(
+            "CLERK_SECRET_KEY not set: metadata write-back and fallback fetches are off"
+        ),
+    }
+    let mailer: Arc<dyn Mailer> = match config.mail {
+        MailConfig::Smtp { url, from } => Arc::new(
+            SmtpMailer::new(url.expose_secret(), from)
+                .map_err(|reason| anyhow::anyhow!("SMTP_URL is malformed: {reason}"))?,
+        ),
+        MailConfig::Files { dir, from } => {
+            tracing::info!(dir = %dir.display(), "SMTP_URL not set: welcome emails are written as .eml files");
+            Arc::new(FileMailer::new(dir, from))
+        }
+    };
+    let r = config.retention.clone();
+    spawn_schedule(ctx.pool.clone(), "retention", r.interval_secs, move || {
+        jobs::retention::Retention {
+            jobs_older_than_secs: i64::from(r.jobs_days) * 86_400,
+            events_older_than_secs: i64::from(r.events_days) * 86_400,
+            origin: jobs::audit::Origin::system(),
+        }
+    });
+    if ctx.clerk.is_some() {
+        spawn_schedule(
+            ctx.pool.clone(),
+            "reconcile",
+            config.reconcile_interval_secs,
+            || jobs::reconcile::Reconcile {
+                page_size: 500,
+                origin: jobs::audit::Origin::system(),
+            },
+        );
+    }
+    let mut ctx = ctx.with_mailer(mailer);
+    ctx.personal_organizations = config.personal_organizations;
+    WorkerPool::new(ctx, registry(), config.settings)
+        .run(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Enqueues `make()` once per `interval_secs` across all worker processes: every process
+/// tries, apalis' idempotency key (`<name>:<period>`) lets one through.
+pub fn spawn_schedule<J: jobs::queue::Job>(
+    pool: sqlx::PgPool,
+    name: &'static str,
+    interval_secs: u64,
+    make: impl Fn() -> J + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(interval_secs.max(1)));
+        loop {
+            tick.tick().await;
+            let period = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() / interval_secs.max(1));
+            match jobs::queue::enqueue_unique(&pool, &make(), &format!("{name}:{period}")).await {
+                Ok(true) => tracing::info!(name, period, "scheduled"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(name, error = %e, "scheduling failed"),
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_needs_a_sender() {
+        let env = Env(|k: &str| match k {
+            "DATABASE_URL" => Some("postgres://x".to_owned()),
+            "SMTP_URL" => Some("smtp://localhost:25".to_owned()),
+            _ => None,
+        });
+        assert_eq!(
+            WorkerConfig::from_env(&env).unwrap_err(),
+            ConfigError::Missing("MAIL_FROM")
+        );
+        let env = Env(|k: &str| match k {
+            "DATABASE_URL" => Some("postgres://x".to_owned()),
+            "MAIL_FROM" => Some("not an address".to_owned()),
+            _ => None,
+        });
+        assert!(WorkerConfig::from_env(&env)
+            .unwrap_err()
+            .to_string()
+            .starts_with("MAIL_FROM is malformed"));
+    }
+
+    #[test]
+    fn concurrency_must_be_positive() {
+        let env = Env(|k: &str| match k {
+            "DATABASE_URL" => Some("postgres://x".to_owned()),
+            "WORKER_CONCURRENCY" => Some("0".to_owned()),
+            _ => None,
+        });
+        assert!(WorkerConfig::from_env(&env)
+            .unwrap_err()
+            .to_string()
+            .starts_with("WORKER_CONCURRENCY"));
+    }
+}
