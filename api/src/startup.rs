@@ -56,6 +56,12 @@ pub fn routes(state: AppState) -> BoxEndpoint<'static> {
         .at("/admin/api/jobs", get(routes::admin::list_jobs))
         .at("/admin/api/queues", get(routes::admin::queues))
         .at("/admin/api/jobs/:id/retry", post(routes::admin::retry_job))
+        .at(
+            "/admin/api/reconcile",
+            get(routes::admin::reconcile_runs).post(routes::admin::run_reconcile),
+        )
+        .at("/admin", get(routes::setup::admin_page))
+        .at("/admin.js", get(routes::setup::admin_script))
         .at("/setup", get(routes::setup::page))
         .at("/setup.js", get(routes::setup::script))
         .at("/v1/sync", post(routes::sync::sync))

@@ -19,6 +19,8 @@ use serde_json::json;
 use std::collections::HashSet;
 use std::time::Duration;
 
+/// Users per page on scheduled and on-demand runs (Clerk's maximum).
+pub const PAGE_SIZE: u32 = 500;
 /// Pause between Backend API requests.
 pub const PACE: Duration = Duration::from_millis(250);
 /// 429s tolerated in a row before the run gives up (and retries later as a job).

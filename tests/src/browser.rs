@@ -171,6 +171,32 @@ impl Browser {
         .await;
     }
 
+    /// Types `text` into the first element matching `css` (an input).
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let id = self
+            .element(css)
+            .await
+            .unwrap_or_else(|| panic!("no element {css}"));
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
+    /// How many elements match `css`.
+    pub async fn count(&self, css: &str) -> usize {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/elements",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        v.as_array().map_or(0, Vec::len)
+    }
+
     /// Saves a PNG screenshot (for looking at the page while developing).
     pub async fn screenshot(&self, path: &str) {
         use base64::Engine;

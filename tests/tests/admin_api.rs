@@ -49,15 +49,18 @@ async fn every_operator_route_checks_credentials() {
     let (clerk, app) = setup().await;
     let admin = clerk.token("user_admin");
     let plain = clerk.token("user_plain");
+    // Each route with what an admin gets back.
     let routes = [
-        (Method::GET, "/admin/api/events".to_owned()),
-        (Method::GET, "/admin/api/events/msg_none".to_owned()),
-        (Method::POST, "/admin/api/events/msg_none/replay".to_owned()),
-        (Method::GET, "/admin/api/jobs".to_owned()),
-        (Method::GET, "/admin/api/queues".to_owned()),
-        (Method::POST, "/admin/api/jobs/01JNONE/retry".to_owned()),
+        (Method::GET, "/admin/api/events", 200),
+        (Method::GET, "/admin/api/events/msg_none", 404),
+        (Method::POST, "/admin/api/events/msg_none/replay", 404),
+        (Method::GET, "/admin/api/jobs", 200),
+        (Method::GET, "/admin/api/queues", 200),
+        (Method::POST, "/admin/api/jobs/01JNONE/retry", 404),
+        (Method::GET, "/admin/api/reconcile", 200),
+        (Method::POST, "/admin/api/reconcile", 202),
     ];
-    for (m, path) in &routes {
+    for (m, path, admin_status) in routes {
         assert_eq!(
             call(&app, m.clone(), path, Auth::None).await.0,
             401,
@@ -77,10 +80,12 @@ async fn every_operator_route_checks_credentials() {
             "{m} {path} as a non-admin"
         );
         for who in [ADMIN_TOKEN, admin.as_str()] {
-            let s = call(&app, m.clone(), path, Auth::Token(who)).await.0;
-            assert!(s == 200 || s == 404, "{m} {path} as an admin answered {s}");
+            let (s, body) = call(&app, m.clone(), path, Auth::Token(who)).await;
+            assert_eq!(s, admin_status, "{m} {path} as an admin: {body}");
         }
     }
+    // The admins' POST /admin/api/reconcile queued one run; let it finish.
+    app.drain().await;
 }
 
 #[tokio::test]
@@ -341,5 +346,95 @@ async fn a_dead_job_is_listed_and_can_be_retried() {
         .await
         .0,
         404
+    );
+}
+
+#[tokio::test]
+async fn reconcile_runs_on_demand_once_at_a_time_and_reports_its_counts() {
+    let (clerk, app) = setup().await;
+    // Clerk knows one user we have never heard of, and still has both of ours.
+    for id in ["user_admin", "user_plain", "user_missed"] {
+        let mut u = fixture_json("user.created")["data"].clone();
+        u["id"] = json!(id);
+        u["email_addresses"][0]["email_address"] = json!(format!("{id}@example.com"));
+        u["updated_at"] = json!(1);
+        clerk.put_user(u);
+    }
+    let admin = clerk.token("user_admin");
+    let (s, first) = call(
+        &app,
+        Method::POST,
+        "/admin/api/reconcile",
+        Auth::Token(&admin),
+    )
+    .await;
+    assert_eq!(
+        (s, &first["already_queued"]),
+        (202, &json!(false)),
+        "{first}"
+    );
+    let (s, second) = call(
+        &app,
+        Method::POST,
+        "/admin/api/reconcile",
+        Auth::Token(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(s, 202);
+    assert_eq!(
+        (&second["job_id"], &second["already_queued"]),
+        (&first["job_id"], &json!(true)),
+        "a second request while one is queued names the queued run"
+    );
+    let (_, report) = call(
+        &app,
+        Method::GET,
+        "/admin/api/reconcile",
+        Auth::Token(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(report["current"]["job_id"], first["job_id"]);
+    assert_eq!(report["current"]["state"], "queued");
+    assert_eq!(report["runs"], json!([]));
+
+    app.drain().await;
+    assert!(user(app.pool(), "user_missed").await.is_some());
+    let (_, report) = call(
+        &app,
+        Method::GET,
+        "/admin/api/reconcile",
+        Auth::Token(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(report["current"], Value::Null);
+    let run = &report["runs"][0];
+    assert_eq!(
+        (
+            &run["actor"],
+            &run["scanned"],
+            &run["created"],
+            &run["deleted"]
+        ),
+        (&json!("user:user_admin"), &json!(3), &json!(1), &json!(0)),
+        "{report}"
+    );
+    assert!(audit_actions(app.pool(), "system")
+        .await
+        .contains(&"reconcile.requested".to_owned()));
+}
+
+#[tokio::test]
+async fn reconcile_on_demand_needs_the_clerk_secret_key() {
+    let app = TestApp::spawn().await;
+    let (s, body) = call(
+        &app,
+        Method::POST,
+        "/admin/api/reconcile",
+        Auth::Token(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (503, Some("not_configured"))
     );
 }

@@ -166,7 +166,7 @@ pub async fn run(
             "reconcile",
             config.reconcile_interval_secs,
             || jobs::reconcile::Reconcile {
-                page_size: 500,
+                page_size: jobs::reconcile::PAGE_SIZE,
                 origin: jobs::audit::Origin::system(),
             },
         );

@@ -43,6 +43,30 @@ fn db(e: sqlx::Error) -> ApiError {
     ApiError::Unavailable(e.into())
 }
 
+/// Ends an operator change: its audit entry, then the commit that makes both durable.
+async fn audit_and_commit(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    origin: &jobs::audit::Origin,
+    action: &str,
+    subject: &str,
+    details: Value,
+) -> Result<(), ApiError> {
+    jobs::audit::record(&mut tx, origin, action, subject, details)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)
+}
+
+/// The audit origin of an operator's request: the admin user, or `system` for ADMIN_TOKEN.
+fn operator_origin(who: &str) -> jobs::audit::Origin {
+    jobs::audit::Origin {
+        user: who
+            .strip_prefix("user:")
+            .and_then(|id| jobs::ids::ClerkUserId::parse(id).ok()),
+        ..jobs::audit::Origin::system()
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -281,16 +305,14 @@ async fn replay_event_inner(
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-    jobs::audit::record(
-        &mut tx,
-        &jobs::audit::Origin::system(),
+    audit_and_commit(
+        tx,
+        &operator_origin(who),
         "event.replayed",
         &id,
         json!({"by": who, "jobs": ids.len()}),
     )
-    .await
-    .map_err(db)?;
-    tx.commit().await.map_err(db)?;
+    .await?;
     Ok((poem::http::StatusCode::ACCEPTED, Json(json!({"svix_id": id, "job_ids": ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()}))).into_response())
 }
 
@@ -374,16 +396,14 @@ async fn retry_job_inner(
             .await
             .map_err(db)?;
     }
-    jobs::audit::record(
-        &mut tx,
-        &jobs::audit::Origin::system(),
+    audit_and_commit(
+        tx,
+        &operator_origin(who),
         "job.retried",
         &id,
         json!({"by": who}),
     )
-    .await
-    .map_err(db)?;
-    tx.commit().await.map_err(db)?;
+    .await?;
     Ok((
         poem::http::StatusCode::ACCEPTED,
         Json(json!({"job_id": id, "state": "queued"})),
@@ -398,4 +418,89 @@ async fn queues_inner(state: &AppState, _who: &str) -> Result<Response, ApiError
         .await
         .map_err(db)?;
     Ok(Json(json!({ "queues": stats })).into_response())
+}
+
+/// The Reconcile run that is queued, running or retrying, if any.
+const CURRENT_RECONCILE: &str = "SELECT id, status, attempts, max_attempts FROM apalis.jobs \
+     WHERE job_type = $1 AND (status IN ('Pending', 'Queued', 'Running') OR (status = 'Failed' AND attempts < max_attempts)) \
+     ORDER BY run_at LIMIT 1";
+
+guarded!(run_reconcile, run_reconcile_inner);
+
+/// Queues a Reconcile run now, unless one is already queued or running (then its id).
+async fn run_reconcile_inner(state: &AppState, who: &str) -> Result<Response, ApiError> {
+    use jobs::queue::Job;
+    use jobs::reconcile::Reconcile;
+    if !state.clerk_api_enabled {
+        return Err(ApiError::NotConfigured("CLERK_SECRET_KEY"));
+    }
+    let mut tx = state.pool.begin().await.map_err(db)?;
+    // One operator request at a time decides whether a run is already queued.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(Reconcile::QUEUE)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    let current: Option<(String, String, i32, i32)> = sqlx::query_as(CURRENT_RECONCILE)
+        .bind(Reconcile::QUEUE)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+    if let Some((id, ..)) = current {
+        return Ok((
+            poem::http::StatusCode::ACCEPTED,
+            Json(json!({"job_id": id, "already_queued": true})),
+        )
+            .into_response());
+    }
+    let origin = operator_origin(who);
+    let job = Reconcile {
+        page_size: jobs::reconcile::PAGE_SIZE,
+        origin: origin.clone(),
+    };
+    let id = jobs::queue::enqueue_one(&mut tx, &job, None)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .to_string();
+    audit_and_commit(
+        tx,
+        &origin,
+        "reconcile.requested",
+        "system",
+        json!({"by": who, "job_id": id}),
+    )
+    .await?;
+    Ok((
+        poem::http::StatusCode::ACCEPTED,
+        Json(json!({"job_id": id, "already_queued": false})),
+    )
+        .into_response())
+}
+
+guarded!(reconcile_runs, reconcile_runs_inner);
+
+/// The last runs' counts (from the audit log) and the run in progress, if any.
+async fn reconcile_runs_inner(state: &AppState, _who: &str) -> Result<Response, ApiError> {
+    use jobs::queue::Job;
+    let runs: Vec<(Time, String, Value)> = sqlx::query_as(
+        "SELECT at, actor, details FROM audit_log WHERE subject = 'system' AND action = 'reconcile.run' ORDER BY at DESC, id DESC LIMIT 20",
+    )
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db)?;
+    let current: Option<(String, String, i32, i32)> = sqlx::query_as(CURRENT_RECONCILE)
+        .bind(jobs::reconcile::Reconcile::QUEUE)
+        .fetch_optional(&state.pool)
+        .await
+        .map_err(db)?;
+    let runs: Vec<Value> = runs
+        .into_iter()
+        .map(|(at, actor, d)| {
+            json!({"at": at, "actor": actor, "scanned": d["scanned"], "created": d["created"], "updated": d["updated"], "deleted": d["deleted"]})
+        })
+        .collect();
+    let current = current.map(|(id, status, attempts, max)| {
+        json!({"job_id": id, "state": jobs::queue::status::state(&status, attempts, max), "attempts": attempts, "max_attempts": max})
+    });
+    Ok(Json(json!({"runs": runs, "current": current})).into_response())
 }

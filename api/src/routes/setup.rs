@@ -1,11 +1,14 @@
-//! `GET /setup`: the reference setup page (static HTML + JS) a freshly signed-up user lands on.
-//! It calls `/v1/sync`, long-polls the job, shows "Attempt X/10", redirects on success.
+//! The static pages: `GET /setup`, the reference setup page (HTML + JS) a freshly signed-up user
+//! lands on, and `GET /admin`, the operator console.
+//! The setup page calls `/v1/sync`, long-polls the job, shows "Attempt X/10", redirects on success.
 
 use crate::startup::AppState;
 use poem::web::Data;
 use poem::{handler, IntoResponse, Response};
 
 const PAGE: &str = include_str!("../../static/setup.html");
+const ADMIN_PAGE: &str = include_str!("../../static/admin.html");
+const ADMIN_SCRIPT: &str = include_str!("../../static/admin.js");
 const SCRIPT: &str = include_str!("../../static/setup.js");
 
 /// The page, with where to go afterwards (`SETUP_REDIRECT_URL`, `SETUP_HOME_URL`).
@@ -27,7 +30,27 @@ pub async fn page(state: Data<&AppState>) -> Response {
 
 #[handler]
 pub async fn script() -> Response {
-    SCRIPT
+    javascript(SCRIPT)
+}
+
+/// `GET /admin`: the operator console. The page itself is public and holds no data; everything
+/// it shows comes from `/admin/api`, which checks the operator's credentials.
+#[handler]
+pub async fn admin_page() -> Response {
+    ADMIN_PAGE
+        .into_response()
+        .with_content_type("text/html; charset=utf-8")
+        .with_header("cache-control", "no-store")
+        .into_response()
+}
+
+#[handler]
+pub async fn admin_script() -> Response {
+    javascript(ADMIN_SCRIPT)
+}
+
+fn javascript(source: &'static str) -> Response {
+    source
         .into_response()
         .with_content_type("text/javascript; charset=utf-8")
         .into_response()

@@ -1,0 +1,213 @@
+//! The operator console at `/admin` in real headless Chromium: sign in with the admin token,
+//! filter the event log, replay an event and watch its status change, retry a dead job.
+
+use jobs::queue::WorkerSettings;
+use std::time::Duration;
+use tests::browser::Browser;
+use tests::fake_clerk::FakeClerk;
+use tests::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Two processed user events, one ignored, one rejected, and one dead fallback job.
+async fn setup() -> (FakeClerk, TestApp, String) {
+    let clerk = FakeClerk::start().await;
+    let app = TestApp::spawn_with_clerk(&clerk).await;
+    for (svix, id) in [("msg_alice", "user_alice"), ("msg_bob", "user_bob")] {
+        let body = user_event(
+            "user.created",
+            id,
+            Some(&format!("{id}@example.com")),
+            1,
+            None,
+        );
+        assert_eq!(app.post_signed(svix, &body).await.status(), 202);
+    }
+    assert_eq!(
+        app.post_signed("msg_session", &fixture("session.created"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.post_signed("msg_garbage", b"{\"type\": 42}")
+            .await
+            .status(),
+        400
+    );
+    // A fallback for a user Clerk does not know: fatal, so the job is dead.
+    let sync = app.sync(&clerk.token("user_ghost")).await;
+    assert_eq!(sync.status(), 202);
+    let body: serde_json::Value = sync.json().await.unwrap();
+    let dead_job = body["job_id"].as_str().unwrap().to_owned();
+    let report = app.drain().await;
+    assert_eq!(report.killed, 1, "{report:?}");
+    (clerk, app, dead_job)
+}
+
+async fn bob_attempts(app: &TestApp) -> i32 {
+    sqlx::query_scalar("SELECT attempts FROM webhook_events WHERE svix_id = 'msg_bob'")
+        .fetch_one(app.pool())
+        .await
+        .unwrap()
+}
+
+async fn badge(browser: &Browser, svix: &str) -> String {
+    browser
+        .text(&format!("tr[data-svix-id=\"{svix}\"] td.status"))
+        .await
+}
+
+#[tokio::test]
+async fn an_operator_filters_replays_and_retries_in_the_browser() {
+    let (clerk, app, dead_job) = setup().await;
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/admin", app.address)).await;
+
+    // Without credentials the page asks for them; a wrong token is refused.
+    browser
+        .wait_for("the sign-in card", WAIT, || async {
+            browser.displayed("#login").await
+        })
+        .await;
+    browser.type_into("#token", "not-the-token").await;
+    browser.click("#login-form button[type=submit]").await;
+    browser
+        .wait_for("the refusal", WAIT, || async {
+            browser.text("#login-message").await == "That token was not accepted."
+        })
+        .await;
+    assert!(!browser.displayed("#console").await);
+    browser.type_into("#token", ADMIN_TOKEN).await;
+    browser.click("#login-form button[type=submit]").await;
+    browser
+        .wait_for("the event log", WAIT, || async {
+            browser.count("#events tbody tr").await == 4
+        })
+        .await;
+    assert_eq!(badge(&browser, "msg_alice").await, "processed");
+    assert_eq!(badge(&browser, "msg_session").await, "ignored");
+    assert_eq!(badge(&browser, "msg_garbage").await, "rejected");
+    let reason: String =
+        sqlx::query_scalar("SELECT last_error FROM webhook_events WHERE svix_id = 'msg_garbage'")
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    assert!(!reason.is_empty());
+    assert_eq!(
+        browser
+            .text("tr[data-svix-id=\"msg_garbage\"] td.error-text")
+            .await,
+        reason
+    );
+
+    // Filter by status, then by type.
+    browser.click("#f-status option[value=rejected]").await;
+    browser.click("#apply-filters").await;
+    browser
+        .wait_for("only the rejected event", WAIT, || async {
+            browser.count("#events tbody tr").await == 1
+                && browser.count("tr[data-svix-id=\"msg_garbage\"]").await == 1
+        })
+        .await;
+    browser.click("#f-status option[value=\"\"]").await;
+    browser.type_into("#f-type", "user.created").await;
+    browser.click("#apply-filters").await;
+    browser
+        .wait_for("only user.created events", WAIT, || async {
+            browser.count("#events tbody tr").await == 2
+                && browser.count("tr[data-svix-id=\"msg_bob\"]").await == 1
+        })
+        .await;
+
+    let attempts_before = bob_attempts(&app).await;
+    // Replay: the event goes back to queued (no worker yet) and its detail shows the payload.
+    browser
+        .click("tr[data-svix-id=\"msg_bob\"] button.replay")
+        .await;
+    browser
+        .wait_for("the queued badge", WAIT, || async {
+            badge(&browser, "msg_bob").await == "queued"
+        })
+        .await;
+    assert!(browser.text("#flash").await.contains("1 job(s) queued"));
+    browser.click("tr[data-svix-id=\"msg_bob\"] td.mono").await;
+    browser
+        .wait_for("the payload", WAIT, || async {
+            browser.text("#event-payload").await.contains("user_bob")
+        })
+        .await;
+
+    // A worker runs the replayed job; the page follows the event to processed.
+    let worker = RunningWorker::start(
+        app.ctx.clone(),
+        jobs::queue::registry(),
+        WorkerSettings {
+            poll_interval: Duration::from_millis(100),
+            ..Default::default()
+        },
+    );
+    browser
+        .wait_for("the processed badge", WAIT, || async {
+            badge(&browser, "msg_bob").await == "processed"
+        })
+        .await;
+    let attempts_after = bob_attempts(&app).await;
+    assert!(attempts_after > attempts_before, "the replay ran its jobs");
+    assert_eq!(
+        browser
+            .text("tr[data-svix-id=\"msg_bob\"] td.attempts")
+            .await,
+        attempts_after.to_string()
+    );
+
+    // The dead job, retried once Clerk knows the user.
+    let row = format!("#dead-jobs tr[data-job-id=\"{dead_job}\"]");
+    assert!(browser
+        .text(&format!("{row} td.error-text"))
+        .await
+        .contains("no user"));
+    let mut ghost = fixture_json("user.created")["data"].clone();
+    ghost["id"] = serde_json::json!("user_ghost");
+    ghost["email_addresses"][0]["email_address"] = serde_json::json!("ghost@example.com");
+    clerk.put_user(ghost);
+    browser.click(&format!("{row} button.retry")).await;
+    browser
+        .wait_for("the retried job to leave the list", WAIT, || async {
+            browser.count(&row).await == 0
+        })
+        .await;
+    wait_for_idle_queue(app.pool(), WAIT).await;
+    assert!(user(app.pool(), "user_ghost").await.is_some());
+    browser.screenshot("/tmp/authsync-admin.png").await;
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn the_console_page_carries_no_data_and_a_strict_policy() {
+    let app = TestApp::spawn().await;
+    let resp = app
+        .client
+        .get(format!("{}/admin", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let script = app
+        .client
+        .get(format!("{}/admin.js", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(script.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+}
