@@ -1,11 +1,15 @@
-//! The authsync HTTP api (Poem): Clerk webhook intake, health, and later the dashboard
-//! fallback and operator routes. `main.rs` only loads config and runs [`startup::Application`].
+//! The authsync HTTP api (Poem): Clerk webhook intake, the dashboard fallback, operator routes,
+//! health and metrics, all described by one OpenAPI service (`openapi`). `main.rs` only loads
+//! config and runs [`startup::Application`].
 
 pub mod cli;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ip_filter;
 pub mod job_events;
+pub mod openapi;
 pub mod request_id;
 pub mod routes;
 pub mod session;

@@ -28,6 +28,7 @@ pub async fn with_request_id<E: Endpoint>(
         .insert("x-request-id", id.parse().expect("checked header value"));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), svix_id = tracing::field::Empty);
     let started = std::time::Instant::now();
+    let docs = req.uri().path().starts_with("/docs");
     let behind_tls = req.scheme().as_str() == "https"
         || req
             .headers()
@@ -46,20 +47,26 @@ pub async fn with_request_id<E: Endpoint>(
     );
     resp.headers_mut()
         .insert("x-request-id", id.parse().expect("checked header value"));
-    security_headers(&mut resp, behind_tls);
+    security_headers(&mut resp, behind_tls, docs);
     Ok(resp)
 }
 
-/// The content security policy: fits the setup page (its own script, inline styles) and JSON.
+/// The content security policy: fits the setup page and the operator console (their own
+/// scripts, inline styles) and JSON.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
 connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-fn security_headers(resp: &mut Response, behind_tls: bool) {
+/// The docs UI (Swagger UI as poem-openapi embeds it) inlines its script: allowed there only.
+pub const DOCS_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
+img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+fn security_headers(resp: &mut Response, behind_tls: bool, docs: bool) {
     let h = resp.headers_mut();
     h.insert("x-content-type-options", "nosniff".parse().unwrap());
     h.insert("x-frame-options", "DENY".parse().unwrap());
     h.insert("referrer-policy", "no-referrer".parse().unwrap());
-    h.insert("content-security-policy", CSP.parse().unwrap());
+    let csp = if docs { DOCS_CSP } else { CSP };
+    h.insert("content-security-policy", csp.parse().unwrap());
     if behind_tls {
         h.insert(
             "strict-transport-security",

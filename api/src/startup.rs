@@ -8,7 +8,7 @@ use crate::session::SessionVerifier;
 use crate::verify::WebhookVerifier;
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::{get, post, EndpointExt, Route, Server};
+use poem::{EndpointExt, Route, Server};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,36 +37,14 @@ pub struct Application {
     app: BoxEndpoint<'static>,
 }
 
-/// Every route of the api.
+/// Every route of the api: the OpenAPI service, its spec at `/openapi.json` and the docs UI
+/// at `/docs`.
 pub fn routes(state: AppState) -> BoxEndpoint<'static> {
+    let api = crate::openapi::service();
     Route::new()
-        .at("/webhooks/clerk", post(routes::webhooks::clerk_webhook))
-        .at("/healthz", get(routes::health::healthz))
-        .at("/readyz", get(routes::health::readyz))
-        .at("/metrics", get(routes::metrics::metrics))
-        .at("/admin/api/events", get(routes::admin::list_events))
-        .at(
-            "/admin/api/events/:svix_id",
-            get(routes::admin::event_detail),
-        )
-        .at(
-            "/admin/api/events/:svix_id/replay",
-            post(routes::admin::replay_event),
-        )
-        .at("/admin/api/jobs", get(routes::admin::list_jobs))
-        .at("/admin/api/queues", get(routes::admin::queues))
-        .at("/admin/api/jobs/:id/retry", post(routes::admin::retry_job))
-        .at(
-            "/admin/api/reconcile",
-            get(routes::admin::reconcile_runs).post(routes::admin::run_reconcile),
-        )
-        .at("/admin", get(routes::setup::admin_page))
-        .at("/admin.js", get(routes::setup::admin_script))
-        .at("/setup", get(routes::setup::page))
-        .at("/setup.js", get(routes::setup::script))
-        .at("/v1/sync", post(routes::sync::sync))
-        .at("/v1/me", get(routes::me::me))
-        .at("/v1/jobs/:id", get(routes::sync::get_job))
+        .at("/openapi.json", api.spec_endpoint())
+        .nest("/docs", api.swagger_ui())
+        .nest("/", api)
         .data(state)
         .around(crate::request_id::with_request_id)
         .map_to_response()

@@ -8,10 +8,9 @@ use crate::startup::AppState;
 use jobs::clerk::ClerkEvent;
 use jobs::ids::SvixId;
 use poem::http::HeaderMap;
-use poem::web::{Data, Json, Path, Query};
-use poem::{handler, IntoResponse, Response};
+use poem::web::Json;
+use poem::{IntoResponse, Response};
 use secrecy::ExposeSecret;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 type Time = chrono::DateTime<chrono::Utc>;
@@ -108,26 +107,25 @@ async fn authorize(headers: &HeaderMap, state: &AppState) -> Result<String, ApiE
 
 macro_rules! guarded {
     ($name:ident, $inner:ident $(, $arg:ident : $ty:ty)*) => {
-        #[handler]
-        pub async fn $name(headers: &HeaderMap, state: Data<&AppState> $(, $arg: $ty)*) -> Response {
-            match authorize(headers, &state).await {
-                Ok(who) => $inner(&state, &who $(, $arg)*).await.unwrap_or_else(IntoResponse::into_response),
+        pub async fn $name(headers: &HeaderMap, state: &AppState $(, $arg: $ty)*) -> Response {
+            match authorize(headers, state).await {
+                Ok(who) => $inner(state, &who $(, $arg)*).await.unwrap_or_else(IntoResponse::into_response),
                 Err(e) => e.into_response(),
             }
         }
     };
 }
 
-#[derive(Deserialize)]
+/// The event log's filters, as the query string gives them.
+#[derive(Default)]
 pub struct EventQuery {
-    #[serde(rename = "type")]
-    event_type: Option<String>,
-    status: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    limit: Option<i64>,
-    cursor: Option<String>,
-    order: Option<String>,
+    pub event_type: Option<String>,
+    pub status: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+    pub order: Option<String>,
 }
 
 fn time(
@@ -141,12 +139,12 @@ fn time(
         })
 }
 
-guarded!(list_events, list_events_inner, q: Query<EventQuery>);
+guarded!(list_events, list_events_inner, q: EventQuery);
 
 async fn list_events_inner(
     state: &AppState,
     _who: &str,
-    Query(q): Query<EventQuery>,
+    q: EventQuery,
 ) -> Result<Response, ApiError> {
     const STATUSES: &[&str] = &["queued", "processed", "failed", "ignored", "rejected"];
     if let Some(s) = q.status.as_deref().filter(|s| !STATUSES.contains(s)) {
@@ -165,7 +163,10 @@ async fn list_events_inner(
             ))
         }
     };
-    let limit = q.limit.unwrap_or(50);
+    let limit = match q.limit.as_deref() {
+        None => 50,
+        Some(l) => l.parse::<i64>().unwrap_or(0),
+    };
     if !(1..=500).contains(&limit) {
         return Err(ApiError::BadRequest(
             "invalid_query",
@@ -247,17 +248,13 @@ pub fn redact(payload: Value) -> Value {
     payload
 }
 
-guarded!(event_detail, event_detail_inner, id: Path<String>);
+guarded!(event_detail, event_detail_inner, id: &str);
 
-async fn event_detail_inner(
-    state: &AppState,
-    _who: &str,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+async fn event_detail_inner(state: &AppState, _who: &str, id: &str) -> Result<Response, ApiError> {
     let row: Option<EventDetail> = sqlx::query_as(
         "SELECT event_type, status, payload, received_at, attempts, pending_jobs, last_error FROM webhook_events WHERE svix_id = $1",
     )
-    .bind(&id)
+    .bind(id)
     .fetch_optional(&state.pool)
     .await
     .map_err(db)?;
@@ -266,19 +263,15 @@ async fn event_detail_inner(
     Ok(Json(json!({"svix_id": id, "event_type": t, "status": s, "received_at": at, "attempts": attempts, "pending_jobs": pending, "last_error": err, "payload": redact(payload)})).into_response())
 }
 
-guarded!(replay_event, replay_event_inner, id: Path<String>);
+guarded!(replay_event, replay_event_inner, id: &str);
 
 /// Plans the stored event again and enqueues its jobs: safe because handlers are idempotent.
-async fn replay_event_inner(
-    state: &AppState,
-    who: &str,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let svix = SvixId::parse(&id).map_err(|_| ApiError::NotFound("no such event"))?;
+async fn replay_event_inner(state: &AppState, who: &str, id: &str) -> Result<Response, ApiError> {
+    let svix = SvixId::parse(id).map_err(|_| ApiError::NotFound("no such event"))?;
     let mut tx = state.pool.begin().await.map_err(db)?;
     let payload: Option<Value> =
         sqlx::query_scalar("SELECT payload FROM webhook_events WHERE svix_id = $1 FOR UPDATE")
-            .bind(&id)
+            .bind(id)
             .fetch_optional(&mut *tx)
             .await
             .map_err(db)?;
@@ -300,7 +293,7 @@ async fn replay_event_inner(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     sqlx::query("UPDATE webhook_events SET status = 'queued', pending_jobs = pending_jobs + $2, processed_at = NULL WHERE svix_id = $1")
-        .bind(&id)
+        .bind(id)
         .bind(ids.len() as i32)
         .execute(&mut *tx)
         .await
@@ -309,27 +302,22 @@ async fn replay_event_inner(
         tx,
         &operator_origin(who),
         "event.replayed",
-        &id,
+        id,
         json!({"by": who, "jobs": ids.len()}),
     )
     .await?;
     Ok((poem::http::StatusCode::ACCEPTED, Json(json!({"svix_id": id, "job_ids": ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()}))).into_response())
 }
 
-#[derive(Deserialize)]
-pub struct JobQuery {
-    state: Option<String>,
-    queue: Option<String>,
-}
-
-guarded!(list_jobs, list_jobs_inner, q: Query<JobQuery>);
+guarded!(list_jobs, list_jobs_inner, job_state: Option<&str>, queue: Option<&str>);
 
 async fn list_jobs_inner(
     state: &AppState,
     _who: &str,
-    Query(q): Query<JobQuery>,
+    job_state: Option<&str>,
+    queue: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let filter = match q.state.as_deref().unwrap_or("problems") {
+    let filter = match job_state.unwrap_or("problems") {
         "problems" => "(status = 'Killed' OR status = 'Failed')",
         "dead" => "((status = 'Failed' AND attempts >= max_attempts) OR status = 'Killed')",
         "retrying" => "(status = 'Failed' AND attempts < max_attempts)",
@@ -345,7 +333,7 @@ async fn list_jobs_inner(
          WHERE {filter} AND ($1::text IS NULL OR job_type = $1) ORDER BY done_at DESC NULLS LAST LIMIT 200"
     );
     let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(&q.queue)
+        .bind(queue)
         .fetch_all(&state.pool)
         .await
         .map_err(db)?;
@@ -359,27 +347,23 @@ async fn list_jobs_inner(
     Ok(Json(json!({ "jobs": jobs })).into_response())
 }
 
-guarded!(retry_job, retry_job_inner, id: Path<String>);
+guarded!(retry_job, retry_job_inner, id: &str);
 
 /// Gives a dead (failed for good or killed) job a fresh set of attempts, now.
-async fn retry_job_inner(
-    state: &AppState,
-    who: &str,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+async fn retry_job_inner(state: &AppState, who: &str, id: &str) -> Result<Response, ApiError> {
     let mut tx = state.pool.begin().await.map_err(db)?;
     let svix: Option<Option<String>> = sqlx::query_scalar(
         "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(), lock_by = NULL, done_at = NULL \
          WHERE id = $1 AND (status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)) RETURNING metadata -> 'svix_id'",
     )
-    .bind(&id)
+    .bind(id)
     .fetch_optional(&mut *tx)
     .await
     .map_err(db)?;
     let Some(svix) = svix else {
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM apalis.jobs WHERE id = $1)")
-                .bind(&id)
+                .bind(id)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -400,7 +384,7 @@ async fn retry_job_inner(
         tx,
         &operator_origin(who),
         "job.retried",
-        &id,
+        id,
         json!({"by": who}),
     )
     .await?;

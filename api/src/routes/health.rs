@@ -1,19 +1,17 @@
 //! Liveness and readiness.
 
 use crate::startup::AppState;
-use poem::web::{Data, Json};
-use poem::{handler, http::StatusCode, IntoResponse, Response};
+use poem::web::Json;
+use poem::{http::StatusCode, IntoResponse, Response};
 use serde_json::json;
 
 /// The process is up.
-#[handler]
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+pub async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
 }
 
 /// The database answers and our migrations have been applied.
-#[handler]
-pub async fn readyz(state: Data<&AppState>) -> Response {
+pub async fn readyz(state: &AppState) -> Response {
     let ready = sqlx::query_scalar::<_, bool>(
         "SELECT to_regclass('public.webhook_events') IS NOT NULL AND to_regclass('apalis.jobs') IS NOT NULL",
     )

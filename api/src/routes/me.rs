@@ -5,13 +5,12 @@ use crate::error::ApiError;
 use crate::startup::AppState;
 use jobs::users::UserView;
 use poem::http::HeaderMap;
-use poem::web::{Data, Json};
-use poem::{handler, IntoResponse, Response};
+use poem::web::Json;
+use poem::{IntoResponse, Response};
 use serde_json::json;
 
-#[handler]
-pub async fn me(headers: &HeaderMap, state: Data<&AppState>) -> Response {
-    read(headers, &state)
+pub async fn me(headers: &HeaderMap, state: &AppState) -> Response {
+    read(headers, state)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }

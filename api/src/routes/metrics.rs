@@ -2,11 +2,9 @@
 //! from the database at scrape time.
 
 use crate::startup::AppState;
-use poem::web::Data;
-use poem::{handler, IntoResponse, Response};
+use poem::{IntoResponse, Response};
 
-#[handler]
-pub async fn metrics(state: Data<&AppState>) -> Response {
+pub async fn metrics(state: &AppState) -> Response {
     jobs::telemetry::render_metrics(&state.pool)
         .await
         .into_response()

@@ -3,8 +3,7 @@
 //! The setup page calls `/v1/sync`, long-polls the job, shows "Attempt X/10", redirects on success.
 
 use crate::startup::AppState;
-use poem::web::Data;
-use poem::{handler, IntoResponse, Response};
+use poem::{IntoResponse, Response};
 
 const PAGE: &str = include_str!("../../static/setup.html");
 const ADMIN_PAGE: &str = include_str!("../../static/admin.html");
@@ -12,8 +11,7 @@ const ADMIN_SCRIPT: &str = include_str!("../../static/admin.js");
 const SCRIPT: &str = include_str!("../../static/setup.js");
 
 /// The page, with where to go afterwards (`SETUP_REDIRECT_URL`, `SETUP_HOME_URL`).
-#[handler]
-pub async fn page(state: Data<&AppState>) -> Response {
+pub async fn page(state: &AppState) -> Response {
     let config = serde_json::json!({
         "redirect_url": state.setup.redirect_url,
         "home_url": state.setup.home_url,
@@ -28,14 +26,12 @@ pub async fn page(state: Data<&AppState>) -> Response {
         .into_response()
 }
 
-#[handler]
 pub async fn script() -> Response {
     javascript(SCRIPT)
 }
 
 /// `GET /admin`: the operator console. The page itself is public and holds no data; everything
 /// it shows comes from `/admin/api`, which checks the operator's credentials.
-#[handler]
 pub async fn admin_page() -> Response {
     ADMIN_PAGE
         .into_response()
@@ -44,7 +40,6 @@ pub async fn admin_page() -> Response {
         .into_response()
 }
 
-#[handler]
 pub async fn admin_script() -> Response {
     javascript(ADMIN_SCRIPT)
 }

@@ -9,9 +9,8 @@ use jobs::queue::status::{job_status, JobState, JobStatus};
 use jobs::sync_user::SyncUser;
 use jobs::users::{find_live, UserView};
 use poem::http::{HeaderMap, StatusCode};
-use poem::web::{Data, Json, Path, Query};
-use poem::{handler, IntoResponse, Response};
-use serde::Deserialize;
+use poem::web::Json;
+use poem::{IntoResponse, Response};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -22,9 +21,8 @@ fn db(e: sqlx::Error) -> ApiError {
     ApiError::Unavailable(e.into())
 }
 
-#[handler]
-pub async fn sync(headers: &HeaderMap, state: Data<&AppState>) -> Response {
-    start_sync(headers, &state)
+pub async fn sync(headers: &HeaderMap, state: &AppState) -> Response {
+    start_sync(headers, state)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -103,19 +101,13 @@ async fn outstanding_or_new(
     Ok(id)
 }
 
-#[derive(Deserialize)]
-pub struct WaitQuery {
-    wait_ms: Option<String>,
-}
-
-#[handler]
 pub async fn get_job(
     headers: &HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<WaitQuery>,
-    state: Data<&AppState>,
+    id: &str,
+    wait_ms: Option<&str>,
+    state: &AppState,
 ) -> Response {
-    read_job(headers, &id, q, &state)
+    read_job(headers, id, wait_ms, state)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -145,10 +137,10 @@ fn terminal(s: &JobStatus) -> bool {
 async fn read_job(
     headers: &HeaderMap,
     id: &str,
-    q: WaitQuery,
+    wait_ms: Option<&str>,
     state: &AppState,
 ) -> Result<Response, ApiError> {
-    let wait = parse_wait(q.wait_ms.as_deref())?;
+    let wait = parse_wait(wait_ms)?;
     let verifier = state.sessions.as_ref().ok_or(ApiError::NotConfigured(
         "session verification (CLERK_JWKS_URL, CLERK_ISSUER)",
     ))?;

@@ -7,8 +7,8 @@ use crate::startup::AppState;
 use jobs::clerk::ClerkEvent;
 use jobs::intake::{self, IntakeOutcome};
 use poem::http::{HeaderMap, StatusCode};
-use poem::web::{Data, Json};
-use poem::{handler, Body, IntoResponse, Response};
+use poem::web::Json;
+use poem::{Body, IntoResponse, Response};
 use serde_json::json;
 
 fn now_secs() -> i64 {
@@ -18,18 +18,17 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-#[handler]
 pub async fn clerk_webhook(
     req: &poem::Request,
     headers: &HeaderMap,
     body: Body,
-    state: Data<&AppState>,
+    state: &AppState,
 ) -> Response {
     let started = std::time::Instant::now();
     let mut seen_type = None;
     let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
     let result = if state.ip_filter.allows(peer, headers) {
-        receive(headers, body, &state, &mut seen_type).await
+        receive(headers, body, state, &mut seen_type).await
     } else {
         Err(ApiError::IpNotAllowed)
     };
