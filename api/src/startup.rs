@@ -24,6 +24,8 @@ pub struct AppState {
     /// Whether CLERK_SECRET_KEY is set (the fallback can fetch users).
     pub clerk_api_enabled: bool,
     pub job_waiters: JobWaiters,
+    /// Wakes the workers after a commit that enqueued jobs.
+    pub notifier: jobs::queue::Notifier,
     pub setup: routes::setup::SetupPage,
     pub ip_filter: crate::ip_filter::IpFilter,
     /// `ADMIN_TOKEN` for the operator routes.
@@ -70,6 +72,7 @@ impl Application {
             tracing::info!("CLERK_SECRET_KEY not set: the dashboard fallback cannot fetch users");
         }
         let state = AppState {
+            notifier: jobs::queue::Notifier::new(pool.clone()),
             pool,
             verifier: config.verifier,
             body_limit: config.body_limit,

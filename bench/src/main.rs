@@ -310,6 +310,7 @@ async fn idle_wake(opts: &Opts) -> Result<Value> {
     let pool = connect(opts).await?;
     let template = template()?;
     let (mut pickup, mut done) = (Vec::new(), Vec::new());
+    let notifier = jobs::queue::Notifier::new(pool.clone());
     for _ in 0..samples {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let body = event_body(&template);
@@ -323,6 +324,8 @@ async fn idle_wake(opts: &Opts) -> Result<Value> {
                 .fetch_one(&mut *tx)
                 .await?;
         tx.commit().await?;
+        // As the api does: the coalesced wake-up after commit.
+        notifier.wake_all(planned.iter().map(|j| j.queue()));
         let id = ids
             .first()
             .context("user.created planned no job")?

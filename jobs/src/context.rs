@@ -18,11 +18,14 @@ pub struct JobContext {
     /// `PERSONAL_ORGANIZATIONS`: every new user gets an organization of its own, created in
     /// the same transaction as the user.
     pub personal_organizations: bool,
+    /// Wakes the workers after a commit that enqueued jobs.
+    pub notifier: crate::queue::Notifier,
 }
 
 impl JobContext {
     pub fn new(pool: PgPool) -> Self {
         Self {
+            notifier: crate::queue::Notifier::new(pool.clone()),
             pool,
             clerk: None,
             mailer: None,

@@ -28,9 +28,11 @@ pub enum IntakeError {
     Enqueue(#[from] EnqueueError),
 }
 
-/// Records the event and enqueues its planned jobs atomically. `body` is the verified raw body.
+/// Records the event and enqueues its planned jobs atomically, then wakes the workers.
+/// `body` is the verified raw body.
 pub async fn accept(
     pool: &PgPool,
+    notifier: &queue::Notifier,
     svix_id: &SvixId,
     event: &ClerkEvent,
     body: &str,
@@ -61,6 +63,7 @@ pub async fn accept(
     }
     let job_ids = queue::enqueue(&mut tx, &jobs, request_id).await?;
     tx.commit().await?;
+    notifier.wake_all(jobs.iter().map(|j| j.queue()));
     Ok(IntakeOutcome::Accepted { job_ids })
 }
 

@@ -18,6 +18,19 @@ pub enum PlannedJob {
     SyncMembership(SyncMembership),
 }
 
+impl PlannedJob {
+    /// The queue the job goes to.
+    pub fn queue(&self) -> &'static str {
+        use crate::queue::Job;
+        match self {
+            PlannedJob::ProvisionUser(_) => ProvisionUser::QUEUE,
+            PlannedJob::SoftDelete(_) => SoftDelete::QUEUE,
+            PlannedJob::SyncOrganization(_) => SyncOrganization::QUEUE,
+            PlannedJob::SyncMembership(_) => SyncMembership::QUEUE,
+        }
+    }
+}
+
 /// What to do with an event: an empty plan means we record it as `ignored`.
 pub fn plan(svix_id: &SvixId, event: &ClerkEvent) -> Vec<PlannedJob> {
     let origin = Origin {

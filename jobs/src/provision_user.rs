@@ -42,6 +42,7 @@ pub async fn apply(
     origin: &Origin,
 ) -> Result<UpsertOutcome, JobError> {
     let mut tx = ctx.pool.begin().await?;
+    let mut woken: Vec<&'static str> = Vec::new();
     let outcome = users::upsert_user(&mut tx, snap, origin).await?;
     if ctx.clerk.is_some() && !matches!(outcome, UpsertOutcome::Stale(_)) {
         let (live, role): (bool, String) =
@@ -58,6 +59,7 @@ pub async fn apply(
                 origin: origin.clone(),
             };
             queue::enqueue_one(&mut tx, &job, None).await.retryable()?;
+            woken.push(SyncMetadata::QUEUE);
         }
     }
     let new_user = matches!(
@@ -87,9 +89,11 @@ pub async fn apply(
                 origin: origin.clone(),
             };
             queue::enqueue_one(&mut tx, &job, None).await.retryable()?;
+            woken.push(SendWelcomeEmail::QUEUE);
         }
     }
     tx.commit().await?;
+    ctx.notifier.wake_all(woken);
     tracing::info!(clerk_user_id = %snap.clerk_user_id, ?outcome, "user provisioned");
     Ok(outcome)
 }

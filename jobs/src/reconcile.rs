@@ -111,6 +111,7 @@ impl Job for Reconcile {
             if !jobs.is_empty() {
                 let mut conn = ctx.pool.acquire().await?;
                 queue::enqueue(&mut conn, &jobs, None).await.retryable()?;
+                ctx.notifier.wake(ProvisionUser::QUEUE);
             }
             if n < self.page_size {
                 break;
@@ -141,6 +142,7 @@ impl Job for Reconcile {
                 queue::enqueue_one(&mut conn, &job, None)
                     .await
                     .retryable()?;
+                ctx.notifier.wake(SoftDelete::QUEUE);
             }
         }
         let mut conn = ctx.pool.acquire().await?;

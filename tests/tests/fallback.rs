@@ -240,6 +240,8 @@ async fn long_polling_answers_when_the_job_ends_or_when_the_wait_is_over() {
     let (_, done) = body(poll.await).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["user"]["clerk_user_id"], ALICE);
+    // The metadata write-back it enqueued runs too.
+    wait_for_idle_queue(app.pool(), Duration::from_secs(20)).await;
     worker.stop().await;
 }
 

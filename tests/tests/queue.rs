@@ -140,10 +140,12 @@ async fn event(ctx: &JobContext) -> Origin {
 
 async fn push<J: Job>(ctx: &JobContext, job: &J) -> String {
     let mut conn = ctx.pool.acquire().await.unwrap();
-    queue::enqueue_one(&mut conn, job, None)
+    let id = queue::enqueue_one(&mut conn, job, None)
         .await
         .unwrap()
-        .to_string()
+        .to_string();
+    ctx.notifier.wake(J::QUEUE);
+    id
 }
 
 #[derive(Debug, sqlx::FromRow)]

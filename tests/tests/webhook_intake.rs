@@ -398,3 +398,38 @@ async fn health_and_readiness_answer() {
     let e = app.post_webhook_with(&[], b"{}".to_vec()).await;
     assert_eq!(e.headers()["x-content-type-options"], "nosniff");
 }
+
+/// The intake transaction sends no NOTIFY (apalis' per-row trigger is gone); the api's
+/// coalesced wake-up after commit still gets an idle worker going at once.
+#[tokio::test]
+async fn an_accepted_webhook_wakes_an_idle_worker_without_its_poll() {
+    let app = TestApp::spawn().await;
+    let trigger: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'apalis.jobs'::regclass AND tgname = 'notify_workers'",
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert_eq!(trigger, 0, "apalis' per-row NOTIFY trigger is dropped");
+    // A poll far longer than the wait below: only the wake-up can start the job.
+    let worker = RunningWorker::start(
+        app.ctx.clone(),
+        jobs::queue::registry(),
+        jobs::queue::WorkerSettings {
+            poll_interval: std::time::Duration::from_secs(3600),
+            ..Default::default()
+        },
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let body = user_event(
+        "user.created",
+        "user_woken",
+        Some("woken@example.com"),
+        1,
+        None,
+    );
+    assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
+    wait_for_idle_queue(app.pool(), std::time::Duration::from_secs(10)).await;
+    assert!(user(app.pool(), "user_woken").await.is_some());
+    worker.stop().await;
+}

@@ -153,16 +153,21 @@ pub async fn run(
         }
     };
     let r = config.retention.clone();
-    spawn_schedule(ctx.pool.clone(), "retention", r.interval_secs, move || {
-        jobs::retention::Retention {
+    spawn_schedule(
+        ctx.pool.clone(),
+        ctx.notifier.clone(),
+        "retention",
+        r.interval_secs,
+        move || jobs::retention::Retention {
             jobs_older_than_secs: i64::from(r.jobs_days) * 86_400,
             events_older_than_secs: i64::from(r.events_days) * 86_400,
             origin: jobs::audit::Origin::system(),
-        }
-    });
+        },
+    );
     if ctx.clerk.is_some() {
         spawn_schedule(
             ctx.pool.clone(),
+            ctx.notifier.clone(),
             "reconcile",
             config.reconcile_interval_secs,
             || jobs::reconcile::Reconcile {
@@ -183,6 +188,7 @@ pub async fn run(
 /// tries, apalis' idempotency key (`<name>:<period>`) lets one through.
 pub fn spawn_schedule<J: jobs::queue::Job>(
     pool: sqlx::PgPool,
+    notifier: jobs::queue::Notifier,
     name: &'static str,
     interval_secs: u64,
     make: impl Fn() -> J + Send + 'static,
@@ -195,7 +201,10 @@ pub fn spawn_schedule<J: jobs::queue::Job>(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() / interval_secs.max(1));
             match jobs::queue::enqueue_unique(&pool, &make(), &format!("{name}:{period}")).await {
-                Ok(true) => tracing::info!(name, period, "scheduled"),
+                Ok(true) => {
+                    notifier.wake(J::QUEUE);
+                    tracing::info!(name, period, "scheduled");
+                }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(name, error = %e, "scheduling failed"),
             }

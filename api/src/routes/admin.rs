@@ -306,6 +306,7 @@ async fn replay_event_inner(state: &AppState, who: &str, id: &str) -> Result<Res
         json!({"by": who, "jobs": ids.len()}),
     )
     .await?;
+    state.notifier.wake_all(jobs.iter().map(|j| j.queue()));
     Ok((poem::http::StatusCode::ACCEPTED, Json(json!({"svix_id": id, "job_ids": ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()}))).into_response())
 }
 
@@ -352,15 +353,15 @@ guarded!(retry_job, retry_job_inner, id: &str);
 /// Gives a dead (failed for good or killed) job a fresh set of attempts, now.
 async fn retry_job_inner(state: &AppState, who: &str, id: &str) -> Result<Response, ApiError> {
     let mut tx = state.pool.begin().await.map_err(db)?;
-    let svix: Option<Option<String>> = sqlx::query_scalar(
+    let retried: Option<(Option<String>, String)> = sqlx::query_as(
         "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(), lock_by = NULL, done_at = NULL \
-         WHERE id = $1 AND (status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)) RETURNING metadata -> 'svix_id'",
+         WHERE id = $1 AND (status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)) RETURNING metadata -> 'svix_id', job_type",
     )
     .bind(id)
     .fetch_optional(&mut *tx)
     .await
     .map_err(db)?;
-    let Some(svix) = svix else {
+    let Some((svix, queue)) = retried else {
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM apalis.jobs WHERE id = $1)")
                 .bind(id)
@@ -388,6 +389,7 @@ async fn retry_job_inner(state: &AppState, who: &str, id: &str) -> Result<Respon
         json!({"by": who}),
     )
     .await?;
+    state.notifier.wake(&queue);
     Ok((
         poem::http::StatusCode::ACCEPTED,
         Json(json!({"job_id": id, "state": "queued"})),
@@ -454,6 +456,7 @@ async fn run_reconcile_inner(state: &AppState, who: &str) -> Result<Response, Ap
         json!({"by": who, "job_id": id}),
     )
     .await?;
+    state.notifier.wake(Reconcile::QUEUE);
     Ok((
         poem::http::StatusCode::ACCEPTED,
         Json(json!({"job_id": id, "already_queued": false})),

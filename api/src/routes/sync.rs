@@ -97,6 +97,7 @@ async fn outstanding_or_new(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    state.notifier.wake(<SyncUser as jobs::queue::Job>::QUEUE);
     tracing::info!(clerk_user_id = %uid, job_id = %id, "urgent provisioning enqueued");
     Ok(id)
 }

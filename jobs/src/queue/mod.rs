@@ -11,6 +11,7 @@
 //! jitter stored in `run_at`, and event bookkeeping committed with the result.
 
 pub mod backoff;
+pub mod notifier;
 pub mod registry;
 pub mod runner;
 pub mod status;
@@ -30,6 +31,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use ulid::Ulid;
 
+pub use notifier::Notifier;
 pub use registry::{registry, Registry};
 
 /// Channel on which results of urgent jobs are announced (payload: the job id).
