@@ -10,6 +10,10 @@ use std::path::PathBuf;
 /// A message to send.
 #[derive(Debug, Clone)]
 pub struct Mail {
+    /// What this message is, stable across retries (`welcome.<user id>`): it becomes the
+    /// Message-ID, so a re-delivery after a crash between the server's acceptance and our
+    /// commit is the same message to the recipient's mail system, not a second one.
+    pub key: String,
     pub to: String,
     pub subject: String,
     pub text: String,
@@ -37,6 +41,7 @@ fn build(from: &Mailbox, mail: Mail) -> Result<Message, MailError> {
         .parse()
         .map_err(|e| MailError::Permanent(format!("bad recipient: {e}")))?;
     Message::builder()
+        .message_id(Some(format!("<{}@{}>", mail.key, from.email.domain())))
         .from(from.clone())
         .to(to)
         .subject(mail.subject)
@@ -86,7 +91,7 @@ impl Mailer for SmtpMailer {
     }
 }
 
-/// Development: each message becomes `<folder>/<timestamp>-<recipient>.eml`.
+/// Development: each message becomes `<folder>/<key>.eml`; a re-send overwrites it.
 pub struct FileMailer {
     dir: PathBuf,
     from: Mailbox,
@@ -98,25 +103,27 @@ impl FileMailer {
     }
 }
 
+/// `key` with anything but ASCII letters, digits, `.` and `-` replaced.
+fn file_name(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 impl Mailer for FileMailer {
     fn send(&self, mail: Mail) -> BoxFuture<'_, Result<(), MailError>> {
         Box::pin(async move {
-            let safe: String = mail
-                .to
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '.' || c == '@' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
+            let name = format!("{}.eml", file_name(&mail.key));
             let msg = build(&self.from, mail)?;
             tokio::fs::create_dir_all(&self.dir)
                 .await
                 .map_err(|e| MailError::Transient(e.to_string()))?;
-            let name = format!("{}-{safe}.eml", ulid::Ulid::generate());
             tokio::fs::write(self.dir.join(name), msg.formatted())
                 .await
                 .map_err(|e| MailError::Transient(e.to_string()))

@@ -31,9 +31,10 @@ fn escape(s: &str) -> String {
 }
 
 /// The message for a user (`name` may be absent).
-pub fn welcome(to: &str, name: Option<&str>) -> Mail {
+pub fn welcome(user_id: uuid::Uuid, to: &str, name: Option<&str>) -> Mail {
     let greeting = name.map_or_else(|| "Welcome!".to_owned(), |n| format!("Welcome, {n}!"));
     Mail {
+        key: format!("{KIND}.{user_id}"),
         to: to.to_owned(),
         subject: "Welcome aboard".into(),
         text: format!("{greeting}\n\nYour account is ready. We are glad to have you.\n"),
@@ -97,7 +98,10 @@ impl Job for SendWelcomeEmail {
                 retry_after: Some(Duration::from_secs_f64(lease_left) + Duration::from_secs(1)),
             });
         }
-        match mailer.send(welcome(&email, first_name.as_deref())).await {
+        match mailer
+            .send(welcome(user_id, &email, first_name.as_deref()))
+            .await
+        {
             Ok(()) => {
                 let mut tx = ctx.pool.begin().await?;
                 sqlx::query("UPDATE sent_emails SET status = 'sent', sent_at = now() WHERE user_id = $1 AND kind = $2")
@@ -139,9 +143,12 @@ mod tests {
 
     #[test]
     fn the_message_greets_by_name_and_escapes_html() {
-        let m = welcome("a@example.com", Some("<Al>"));
+        let m = welcome(uuid::Uuid::nil(), "a@example.com", Some("<Al>"));
         assert!(m.text.starts_with("Welcome, <Al>!"));
         assert!(m.html.contains("Welcome, &lt;Al&gt;!"));
-        assert!(welcome("a@example.com", None).text.starts_with("Welcome!"));
+        assert!(welcome(uuid::Uuid::nil(), "a@example.com", None)
+            .text
+            .starts_with("Welcome!"));
+        assert_eq!(m.key, "welcome.00000000-0000-0000-0000-000000000000");
     }
 }

@@ -106,3 +106,130 @@ async fn jobs_of_a_killed_worker_are_finished_by_another() {
         "the blocked jobs ran again after recovery"
     );
 }
+
+/// The header `name` of a raw message (first occurrence), unfolded.
+fn header(data: &str, name: &str) -> Option<String> {
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    data.lines()
+        .take_while(|l| !l.is_empty())
+        .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
+        .map(|l| l[prefix.len()..].trim().to_owned())
+}
+
+/// Workers killed with SIGKILL again and again while a stream of a few thousand events comes
+/// in: every user is provisioned once, no job is left behind, and every user gets exactly one
+/// welcome email over a real SMTP conversation.
+#[tokio::test]
+async fn repeated_kill_9_during_a_stream_loses_and_doubles_nothing() {
+    const EVENTS: usize = 2000;
+    let app = TestApp::spawn().await;
+    let sink = tests::smtp_sink::SmtpSink::start().await;
+    let smtp = sink.url();
+    let env = [
+        ("SMTP_URL", smtp.as_str()),
+        ("MAIL_FROM", "Authsync <hello@authsync.test>"),
+    ];
+    let mut workers = vec![
+        WorkerProcess::start(&app.db.url, &env),
+        WorkerProcess::start(&app.db.url, &env),
+    ];
+    // The stream: 8 senders posting distinct users as fast as the api takes them.
+    let stream = {
+        let (client, address) = (app.client.clone(), app.address.clone());
+        tokio::spawn(async move {
+            let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let senders = (0..8).map(|s| {
+                let (client, address, sent) = (client.clone(), address.clone(), sent.clone());
+                tokio::spawn(async move {
+                    for i in (s..EVENTS).step_by(8) {
+                        let body = user_event(
+                            "user.created",
+                            &format!("user_stream{i}"),
+                            Some(&format!("s{i}@example.com")),
+                            1,
+                            None,
+                        );
+                        let id = new_svix_id();
+                        let mut req = client
+                            .post(format!("{address}/webhooks/clerk"))
+                            .body(body.clone());
+                        for (k, v) in svix_headers(SECRET, &id, now_secs(), &body) {
+                            req = req.header(k, v);
+                        }
+                        let status = req.send().await.unwrap().status();
+                        assert_eq!(status, 202, "event {i}");
+                        sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                })
+            });
+            for s in futures::future::join_all(senders).await {
+                s.unwrap();
+            }
+        })
+    };
+    // Kill a worker every second while the stream runs (at least 8, at most 20 times);
+    // replace it at once.
+    let mut kills = 0;
+    let started = Instant::now();
+    while (!stream.is_finished() && kills < 20) || kills < 8 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let victim = kills % workers.len();
+        workers[victim].kill_9();
+        workers[victim] = WorkerProcess::start(&app.db.url, &env);
+        kills += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the stream did not finish"
+        );
+    }
+    stream.await.unwrap();
+    // Orphans are recovered once their worker is silent for 20 s; claimed mails after the
+    // 45 s lease.
+    wait_for_idle_queue(app.pool(), Duration::from_secs(240)).await;
+    eprintln!(
+        "{kills} workers killed; drained after {:?}",
+        started.elapsed()
+    );
+
+    assert_eq!(users(app.pool()).await.len(), EVENTS, "every user, once");
+    let (processed, total): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'processed'), count(*) FROM webhook_events",
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert_eq!((processed, total), (EVENTS as i64, EVENTS as i64));
+    let unfinished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE status <> 'Done'")
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(unfinished, 0, "no job stuck");
+
+    // One welcome email per user: one Message-ID per recipient, none missing.
+    let mut by_recipient: std::collections::HashMap<String, std::collections::HashSet<String>> =
+        std::collections::HashMap::new();
+    let received = sink.received();
+    for mail in &received {
+        let to = mail.to.join(",");
+        let id = header(&mail.data, "Message-ID").expect("every mail has a Message-ID");
+        by_recipient.entry(to).or_default().insert(id);
+    }
+    assert_eq!(by_recipient.len(), EVENTS, "every user got a welcome email");
+    let doubled: Vec<_> = by_recipient
+        .iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .collect();
+    assert!(
+        doubled.is_empty(),
+        "different welcome emails for one user: {doubled:?}"
+    );
+    // A kill between the server's "250 OK" and our commit re-delivers the same message
+    // (same Message-ID, which mail systems collapse); report how often that happened.
+    eprintln!(
+        "{} deliveries for {} users ({} re-deliveries of the same message)",
+        received.len(),
+        EVENTS,
+        received.len() - EVENTS
+    );
+}
