@@ -32,6 +32,8 @@ pub struct State {
     pub jwks_fetches: usize,
     pub metadata_writes: usize,
     pub user_fetches: usize,
+    /// Every metadata write takes this long (a slow Clerk), until set back to `None`.
+    pub metadata_delay: Option<Duration>,
 }
 
 pub struct FakeClerk {
@@ -131,6 +133,10 @@ async fn patch_metadata(
 ) -> Response {
     if let Some(r) = gate(req, &state).await {
         return r;
+    }
+    let delay = state.lock().unwrap().metadata_delay;
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
     }
     let mut s = state.lock().unwrap();
     s.metadata_writes += 1;
@@ -244,6 +250,11 @@ impl FakeClerk {
 
     pub fn publish_keys(&self, names: &[&str]) {
         self.state.lock().unwrap().jwks = names.iter().map(|n| jwk(n)).collect();
+    }
+
+    /// Makes every metadata write answer after `delay` (`None`: at once again).
+    pub fn slow_metadata_writes(&self, delay: Option<Duration>) {
+        self.state.lock().unwrap().metadata_delay = delay;
     }
 
     pub fn metadata_writes(&self) -> usize {
