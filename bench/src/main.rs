@@ -7,6 +7,8 @@
 //! bench enqueue --url U --secret S --connections N --count C
 //! bench wait-drained --database-url URL [--timeout-secs T]
 //! bench idle-wake --database-url URL --samples N
+//! bench fake-clerk --port P                            Clerk's Backend API, answering at once
+//! bench urgent --database-url URL --backlog N --samples S
 //! ```
 
 use anyhow::{bail, Context, Result};
@@ -25,7 +27,7 @@ const FIXTURE: &str = include_str!("../../tests/fixtures/clerk/user.created.json
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        bail!("usage: bench sample-body|intake|enqueue|wait-drained|idle-wake [--flag value]…")
+        bail!("usage: bench sample-body|intake|enqueue|wait-drained|idle-wake|fake-clerk|urgent [--flag value]…")
     };
     let opts = Opts::parse(&args[1..])?;
     let out = match cmd.as_str() {
@@ -47,6 +49,8 @@ async fn main() -> Result<()> {
         }
         "wait-drained" => wait_drained(&opts).await?,
         "idle-wake" => idle_wake(&opts).await?,
+        "fake-clerk" => return fake_clerk(&opts).await,
+        "urgent" => urgent(&opts).await?,
         other => bail!("unknown subcommand `{other}`"),
     };
     println!("{out}");
@@ -360,5 +364,148 @@ async fn idle_wake(opts: &Opts) -> Result<Value> {
         "pickup_max_ms": round(percentile(&pickup, 1.0)),
         "done_p50_ms": round(percentile(&done, 0.50)),
         "done_p99_ms": round(percentile(&done, 0.99)),
+    }))
+}
+
+/// The template's user as Clerk's Backend API returns it, under `id`.
+fn clerk_user(template: &Value, id: &str) -> Value {
+    let mut u = template["data"].clone();
+    u["id"] = json!(id);
+    u["email_addresses"][0]["email_address"] = json!(format!("{}@example.com", id.to_lowercase()));
+    u
+}
+
+/// A stand-in for Clerk's Backend API that answers at once: `GET /v1/users/{id}` (any id
+/// exists), `PATCH /v1/users/{id}/metadata` (echoes the user), `GET /v1/users` (an empty
+/// page). Runs until killed.
+async fn fake_clerk(opts: &Opts) -> Result<()> {
+    use poem::web::Json;
+    use poem::{get, handler, patch, Route, Server};
+    let port: u16 = opts.num("port")?;
+    let template = Arc::new(template()?);
+    let t1 = template.clone();
+    let t2 = template.clone();
+    #[handler]
+    fn list() -> Json<Value> {
+        Json(json!([]))
+    }
+    let app = Route::new()
+        .at("/v1/users", get(list))
+        .at(
+            "/v1/users/:id",
+            get(poem::endpoint::make(move |req: poem::Request| {
+                let t = t1.clone();
+                async move {
+                    let id = req.path_params::<String>().unwrap_or_default();
+                    Json(clerk_user(&t, &id))
+                }
+            })),
+        )
+        .at(
+            "/v1/users/:id/metadata",
+            patch(poem::endpoint::make(move |req: poem::Request| {
+                let t = t2.clone();
+                async move {
+                    let id = req.path_params::<String>().unwrap_or_default();
+                    Json(clerk_user(&t, &id))
+                }
+            })),
+        );
+    eprintln!("fake clerk on 127.0.0.1:{port}");
+    Server::new(poem::listener::TcpListener::bind(format!(
+        "127.0.0.1:{port}"
+    )))
+    .run(app)
+    .await?;
+    Ok(())
+}
+
+/// Urgent fallback latency: enqueues `--backlog` ordinary ProvisionUser jobs, then `--samples`
+/// urgent SyncUser jobs one after another (as `POST /v1/sync` does), each measured on the
+/// database clock from just before its commit to its `done_at`. Reports how many backlog jobs
+/// were still undone when the last sample finished.
+async fn urgent(opts: &Opts) -> Result<Value> {
+    use jobs::queue::Job;
+    let backlog: usize = opts.num("backlog")?;
+    let samples: usize = opts.num("samples")?;
+    let pool = connect(opts).await?;
+    let template = template()?;
+    let notifier = jobs::queue::Notifier::new(pool.clone());
+    let mut left = backlog;
+    while left > 0 {
+        let n = left.min(2000);
+        let mut planned = Vec::with_capacity(n);
+        for _ in 0..n {
+            let event = jobs::clerk::ClerkEvent::parse(event_body(&template).as_bytes())?;
+            let svix_id = jobs::ids::SvixId::parse(&format!("msg_{}", Ulid::generate()))?;
+            planned.extend(jobs::planner::plan(&svix_id, &event));
+        }
+        let mut tx = pool.begin().await?;
+        jobs::queue::enqueue(&mut tx, &planned, None).await?;
+        tx.commit().await?;
+        left -= n;
+    }
+    notifier.wake(jobs::provision_user::ProvisionUser::QUEUE);
+    let undone = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM apalis.jobs WHERE job_type = $1 AND status <> 'Done'",
+        )
+        .bind(jobs::provision_user::ProvisionUser::QUEUE)
+        .fetch_one(&pool)
+        .await
+    };
+    let backlog_at_start = undone().await?;
+    let mut latencies = Vec::new();
+    for _ in 0..samples {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let job = jobs::sync_user::SyncUser {
+            clerk_user_id: jobs::ids::ClerkUserId::parse(&format!(
+                "user_urgent{}",
+                Ulid::generate()
+            ))?,
+            origin: jobs::audit::Origin::system(),
+        };
+        let mut tx = pool.begin().await?;
+        let id = jobs::queue::enqueue_one(&mut tx, &job, None)
+            .await?
+            .to_string();
+        let committed_at: chrono::DateTime<chrono::Utc> =
+            sqlx::query_scalar("SELECT clock_timestamp()")
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        notifier.wake(jobs::sync_user::SyncUser::QUEUE);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, done_ms): (String, Option<f64>) = sqlx::query_as(
+                "SELECT status, EXTRACT(EPOCH FROM done_at - $2)::float8 * 1000 FROM apalis.jobs WHERE id = $1",
+            )
+            .bind(&id)
+            .bind(committed_at)
+            .fetch_one(&pool)
+            .await?;
+            if status == "Done" {
+                latencies.push(done_ms.context("done job without done_at")?);
+                break;
+            }
+            if status == "Killed" || status == "Failed" {
+                bail!("urgent job {id} ended {status}");
+            }
+            if Instant::now() > deadline {
+                bail!("urgent job {id} not done after 30 s (status {status})");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let backlog_at_end = undone().await?;
+    latencies.sort_by(f64::total_cmp);
+    Ok(json!({
+        "backlog": backlog,
+        "samples": samples,
+        "backlog_undone_at_start": backlog_at_start,
+        "backlog_undone_at_end": backlog_at_end,
+        "p50_ms": round(percentile(&latencies, 0.50)),
+        "p99_ms": round(percentile(&latencies, 0.99)),
+        "max_ms": round(percentile(&latencies, 1.0)),
     }))
 }

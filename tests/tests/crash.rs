@@ -129,7 +129,7 @@ async fn repeated_kill_9_during_a_stream_loses_and_doubles_nothing() {
         ("SMTP_URL", smtp.as_str()),
         ("MAIL_FROM", "Authsync <hello@authsync.test>"),
     ];
-    let mut workers = vec![
+    let mut workers = [
         WorkerProcess::start(&app.db.url, &env),
         WorkerProcess::start(&app.db.url, &env),
     ];

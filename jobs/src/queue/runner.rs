@@ -289,17 +289,21 @@ async fn fetch(
     n: usize,
 ) -> Result<Vec<PgTask>, apalis_postgres::Error> {
     let config = Config::default().queue(queue).batch_size(n.max(1));
-    let mut conn = pool.acquire().await?;
+    // One transaction: `fetch_next` marks the jobs `Queued` and locked by us, `lock_tasks`
+    // `Running`. Apart, a failure between the two (the database restarting) would leave them
+    // `Queued` under a live worker, which orphan recovery never touches.
+    let mut tx = pool.begin().await?;
     let tasks =
-        apalis_postgres::queries::fetch_next(&mut *conn, &config, &WorkerContext::new(worker))
+        apalis_postgres::queries::fetch_next(&mut *tx, &config, &WorkerContext::new(worker))
             .await?;
     if !tasks.is_empty() {
         let ids: Vec<String> = tasks
             .iter()
             .filter_map(|t| t.ctx().task_id().map(|i| i.to_string()))
             .collect();
-        apalis_postgres::queries::lock_tasks(&mut *conn, &ids, worker).await?;
+        apalis_postgres::queries::lock_tasks(&mut *tx, &ids, worker).await?;
     }
+    tx.commit().await?;
     Ok(tasks)
 }
 
@@ -351,13 +355,19 @@ async fn execute(ctx: &JobContext, entry: &Entry, worker: &str, task: PgTask) ->
             svix_id: svix_id.as_deref(),
             announce: entry.urgent,
         };
-        let outcome = match record(&ctx.pool, &run, &executed.result).await {
-            Ok(o) => o,
-            Err(e) => {
-                // The job stays locked by us; if we die it is recovered, otherwise it reruns
-                // idempotently after orphan recovery.
-                tracing::error!(error = %e, "recording the job result failed");
-                return RunOutcome::Retrying;
+        // The result is known; only the database is missing. Keep trying (the job stays
+        // locked by this live worker meanwhile, so nothing else would ever record it): a
+        // database restart must not leave it `Running` for good. If this process dies or
+        // shuts down first, orphan recovery runs the job again (handlers are idempotent).
+        let mut wait = Duration::from_millis(250);
+        let outcome = loop {
+            match record(&ctx.pool, &run, &executed.result).await {
+                Ok(o) => break o,
+                Err(e) => {
+                    tracing::warn!(error = %e, ?wait, "recording the job result failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
             }
         };
         let ms = started.elapsed().as_millis() as u64;
