@@ -158,11 +158,15 @@ impl Browser {
         }
     }
 
-    pub async fn click(&self, css: &str) {
-        let id = self
-            .element(css)
+    /// The first element matching `css`; the test fails when there is none.
+    async fn must(&self, css: &str) -> String {
+        self.element(css)
             .await
-            .unwrap_or_else(|| panic!("no element {css}"));
+            .unwrap_or_else(|| panic!("no element {css}"))
+    }
+
+    pub async fn click(&self, css: &str) {
+        let id = self.must(css).await;
         self.call(
             reqwest::Method::POST,
             &format!("/element/{id}/click"),
@@ -173,10 +177,7 @@ impl Browser {
 
     /// Types `text` into the first element matching `css` (an input).
     pub async fn type_into(&self, css: &str, text: &str) {
-        let id = self
-            .element(css)
-            .await
-            .unwrap_or_else(|| panic!("no element {css}"));
+        let id = self.must(css).await;
         self.call(
             reqwest::Method::POST,
             &format!("/element/{id}/value"),
