@@ -62,6 +62,16 @@
     return td;
   }
 
+  // A row action; `onClick(event, button)`.
+  function button(className, label, onClick) {
+    var b = document.createElement("button");
+    b.type = "button";
+    b.className = className;
+    b.textContent = label;
+    b.addEventListener("click", function (e) { onClick(e, b); });
+    return b;
+  }
+
   function badge(state) {
     var span = document.createElement("span");
     span.className = "badge badge-" + state;
@@ -130,12 +140,7 @@
     cell(tr, ev.last_error || "", "error-text");
     var actions = cell(tr, null);
     if (ev.status !== "rejected" && ev.status !== "ignored") {
-      var b = document.createElement("button");
-      b.type = "button";
-      b.className = "replay";
-      b.textContent = "Replay";
-      b.addEventListener("click", function (e) { e.stopPropagation(); replay(tr, b); });
-      actions.appendChild(b);
+      actions.appendChild(button("replay", "Replay", function (e, b) { e.stopPropagation(); replay(tr, b); }));
     }
   }
 
@@ -202,12 +207,7 @@
         cell(tr, job.attempts + "/" + job.max_attempts);
         cell(tr, job.svix_id || "", "mono");
         cell(tr, job.last_error || "", "error-text");
-        var b = document.createElement("button");
-        b.type = "button";
-        b.className = "retry";
-        b.textContent = "Retry";
-        b.addEventListener("click", function () { retry(tr, b); });
-        cell(tr, null).appendChild(b);
+        cell(tr, null).appendChild(button("retry", "Retry", function (e, b) { retry(tr, b); }));
         tbody.appendChild(tr);
       });
       $("dead-empty").hidden = body.jobs.length > 0;

@@ -310,6 +310,52 @@ async fn wait_drained(opts: &Opts) -> Result<Value> {
     }))
 }
 
+type Time = chrono::DateTime<chrono::Utc>;
+
+/// Commits `tx`, returning the database clock just before the COMMIT.
+async fn commit_timed(mut tx: sqlx::Transaction<'_, sqlx::Postgres>) -> Result<Time> {
+    let at: Time = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(at)
+}
+
+/// Polls job `id` every `poll` until it is done (an error after `limit`, or when it failed);
+/// returns its `lock_at` and `done_at` as milliseconds after `since`, on the database clock.
+async fn wait_done(
+    pool: &PgPool,
+    id: &str,
+    since: Time,
+    limit: Duration,
+    poll: Duration,
+) -> Result<(f64, f64)> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (status, locked_ms, done_ms): (String, Option<f64>, Option<f64>) = sqlx::query_as(
+            "SELECT status, EXTRACT(EPOCH FROM lock_at - $2)::float8 * 1000, \
+             EXTRACT(EPOCH FROM done_at - $2)::float8 * 1000 FROM apalis.jobs WHERE id = $1",
+        )
+        .bind(id)
+        .bind(since)
+        .fetch_one(pool)
+        .await?;
+        if status == "Done" {
+            return Ok((
+                locked_ms.context("done job without lock_at")?,
+                done_ms.context("done job without done_at")?,
+            ));
+        }
+        if status == "Killed" || status == "Failed" {
+            bail!("job {id} ended {status}");
+        }
+        if Instant::now() > deadline {
+            bail!("job {id} not done after {limit:?} (status {status})");
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
 /// Enqueues one ProvisionUser job at a time into an idle worker and measures, on the database
 /// clock, from just before commit to the job being locked (picked up) and marked done.
 async fn idle_wake(opts: &Opts) -> Result<Value> {
@@ -326,37 +372,23 @@ async fn idle_wake(opts: &Opts) -> Result<Value> {
         let planned = jobs::planner::plan(&svix_id, &event);
         let mut tx = pool.begin().await?;
         let ids = jobs::queue::enqueue(&mut tx, &planned, None).await?;
-        let committed_at: chrono::DateTime<chrono::Utc> =
-            sqlx::query_scalar("SELECT clock_timestamp()")
-                .fetch_one(&mut *tx)
-                .await?;
-        tx.commit().await?;
+        let committed_at = commit_timed(tx).await?;
         // As the api does: the coalesced wake-up after commit.
         notifier.wake_all(planned.iter().map(|j| j.queue()));
         let id = ids
             .first()
             .context("user.created planned no job")?
             .to_string();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let (status, locked_ms, done_ms): (String, Option<f64>, Option<f64>) = sqlx::query_as(
-                "SELECT status, EXTRACT(EPOCH FROM lock_at - $2)::float8 * 1000, \
-                 EXTRACT(EPOCH FROM done_at - $2)::float8 * 1000 FROM apalis.jobs WHERE id = $1",
-            )
-            .bind(&id)
-            .bind(committed_at)
-            .fetch_one(&pool)
-            .await?;
-            if status == "Done" {
-                pickup.push(locked_ms.context("done job without lock_at")?);
-                done.push(done_ms.context("done job without done_at")?);
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("job {id} not done after 10 s (status {status})");
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let (locked_ms, done_ms) = wait_done(
+            &pool,
+            &id,
+            committed_at,
+            Duration::from_secs(10),
+            Duration::from_millis(5),
+        )
+        .await?;
+        pickup.push(locked_ms);
+        done.push(done_ms);
     }
     pickup.sort_by(f64::total_cmp);
     done.sort_by(f64::total_cmp);
@@ -472,33 +504,17 @@ async fn urgent(opts: &Opts) -> Result<Value> {
         let id = jobs::queue::enqueue_one(&mut tx, &job, None)
             .await?
             .to_string();
-        let committed_at: chrono::DateTime<chrono::Utc> =
-            sqlx::query_scalar("SELECT clock_timestamp()")
-                .fetch_one(&mut *tx)
-                .await?;
-        tx.commit().await?;
+        let committed_at = commit_timed(tx).await?;
         notifier.wake(jobs::sync_user::SyncUser::QUEUE);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let (status, done_ms): (String, Option<f64>) = sqlx::query_as(
-                "SELECT status, EXTRACT(EPOCH FROM done_at - $2)::float8 * 1000 FROM apalis.jobs WHERE id = $1",
-            )
-            .bind(&id)
-            .bind(committed_at)
-            .fetch_one(&pool)
-            .await?;
-            if status == "Done" {
-                latencies.push(done_ms.context("done job without done_at")?);
-                break;
-            }
-            if status == "Killed" || status == "Failed" {
-                bail!("urgent job {id} ended {status}");
-            }
-            if Instant::now() > deadline {
-                bail!("urgent job {id} not done after 30 s (status {status})");
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        let (_, done_ms) = wait_done(
+            &pool,
+            &id,
+            committed_at,
+            Duration::from_secs(30),
+            Duration::from_millis(2),
+        )
+        .await?;
+        latencies.push(done_ms);
     }
     let backlog_at_end = undone().await?;
     latencies.sort_by(f64::total_cmp);

@@ -25,14 +25,6 @@ mod tempdir {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn find(names: &[&str]) -> Option<String> {
     names
         .iter()
@@ -46,7 +38,7 @@ impl Browser {
             .expect("chromedriver is not installed: run the tests through scripts/test (it installs Debian's chromium and chromium-driver)");
         let chromium = find(&["/usr/bin/chromium", "/usr/lib/chromium/chromium"])
             .expect("chromium is not installed");
-        let port = free_port();
+        let port = crate::free_port();
         let driver = Command::new(driver_bin)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

@@ -60,6 +60,32 @@ pub fn svix_headers(
 }
 
 /// A fresh svix id.
+/// A local port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A webhook delivery of `body` to the api at `address`, signed now with the test secret.
+pub fn signed_webhook(
+    client: &reqwest::Client,
+    address: &str,
+    svix_id: &str,
+    body: &[u8],
+) -> reqwest::RequestBuilder {
+    let mut req = client
+        .post(format!("{address}/webhooks/clerk"))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    for (k, v) in svix_headers(SECRET, svix_id, now_secs(), body) {
+        req = req.header(k, v);
+    }
+    req
+}
+
 pub fn new_svix_id() -> String {
     format!("msg_{}", ulid::Ulid::generate())
 }
@@ -187,11 +213,10 @@ impl TestApp {
 
     /// Posts `body` signed now with the test secret under `svix_id`.
     pub async fn post_signed(&self, svix_id: &str, body: &[u8]) -> reqwest::Response {
-        self.post_webhook_with(
-            &svix_headers(SECRET, svix_id, now_secs(), body),
-            body.to_vec(),
-        )
-        .await
+        signed_webhook(&self.client, &self.address, svix_id, body)
+            .send()
+            .await
+            .expect("api reachable")
     }
 
     /// Runs every due job to completion (no sleeping) and reports what happened.

@@ -1,4 +1,5 @@
-//! Real `worker` processes for tests that kill them. `scripts/test` builds the binaries first.
+//! Real `api` and `worker` processes for tests that kill them or their database. `scripts/test`
+//! builds the binaries first.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -60,6 +61,40 @@ impl WorkerProcess {
 }
 
 impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An api process against `database_url`, signing secret [`crate::SECRET`], on a free port;
+/// killed when dropped.
+pub struct ApiProcess {
+    pub child: Child,
+    /// `http://127.0.0.1:<port>`
+    pub address: String,
+}
+
+impl ApiProcess {
+    pub fn start(database_url: &str) -> Self {
+        let port = crate::free_port();
+        let child = Command::new(binary("api"))
+            .env("DATABASE_URL", database_url)
+            .env("CLERK_WEBHOOK_SECRET", crate::SECRET)
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start api");
+        Self {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for ApiProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -129,11 +129,7 @@ async fn the_api_counts_webhooks_by_type_and_outcome_and_reports_queue_depth() {
 #[tokio::test]
 async fn a_worker_serves_health_and_metrics_on_its_own_port() {
     let app = TestApp::spawn().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let _worker = WorkerProcess::start(&app.db.url, &[("WORKER_METRICS_PORT", &port.to_string())]);
     assert_eq!(
         app.post_signed(&new_svix_id(), &fixture("user.created"))

@@ -83,16 +83,7 @@ async fn the_spec_lists_every_route_and_nothing_else() {
 async fn real_answers_are_documented_answers() {
     let app = TestApp::spawn().await;
     let spec = spec(&app).await;
-    let signed = |svix: &str, body: &[u8]| {
-        let mut req = app
-            .client
-            .post(format!("{}/webhooks/clerk", app.address))
-            .body(body.to_vec());
-        for (k, v) in svix_headers(SECRET, svix, now_secs(), body) {
-            req = req.header(k, v);
-        }
-        req
-    };
+    let signed = |svix: &str, body: &[u8]| signed_webhook(&app.client, &app.address, svix, body);
     let get = |path: &str| app.client.get(format!("{}{path}", app.address));
     let post = |path: &str| app.client.post(format!("{}{path}", app.address));
     let admin = |m: Method, path: &str| {

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-use tests::processes::{binary, WorkerProcess};
+use tests::processes::{ApiProcess, WorkerProcess};
 use tests::*;
 
 const EVENTS: usize = 300;
@@ -40,12 +40,10 @@ impl Cluster {
         std::fs::create_dir_all(&dir).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let c = Self { dir, port };
+        let c = Self {
+            dir,
+            port: free_port(),
+        };
         c.up();
         c
     }
@@ -73,41 +71,6 @@ impl Drop for Cluster {
     }
 }
 
-struct ApiProcess {
-    child: Child,
-    address: String,
-}
-
-impl ApiProcess {
-    fn start(database_url: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(binary("api"))
-            .env("DATABASE_URL", database_url)
-            .env("CLERK_WEBHOOK_SECRET", SECRET)
-            .env("PORT", port.to_string())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start api");
-        Self {
-            child,
-            address: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for ApiProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Posts event `i`; the status, or 0 when no HTTP answer came.
 async fn post(client: &reqwest::Client, address: &str, i: usize) -> u16 {
     let body = user_event(
@@ -117,14 +80,8 @@ async fn post(client: &reqwest::Client, address: &str, i: usize) -> u16 {
         1,
         None,
     );
-    let svix = format!("msg_restart{i}");
-    let mut req = client
-        .post(format!("{address}/webhooks/clerk"))
-        .timeout(Duration::from_secs(30))
-        .body(body.clone());
-    for (k, v) in svix_headers(SECRET, &svix, now_secs(), &body) {
-        req = req.header(k, v);
-    }
+    let req = signed_webhook(client, address, &format!("msg_restart{i}"), &body)
+        .timeout(Duration::from_secs(30));
     match req.send().await {
         Ok(r) => r.status().as_u16(),
         Err(_) => 0,

@@ -153,28 +153,20 @@ pub async fn run(
         }
     };
     let r = config.retention.clone();
-    spawn_schedule(
-        ctx.pool.clone(),
-        ctx.notifier.clone(),
-        "retention",
-        r.interval_secs,
-        move || jobs::retention::Retention {
+    spawn_schedule(&ctx, "retention", r.interval_secs, move || {
+        jobs::retention::Retention {
             jobs_older_than_secs: i64::from(r.jobs_days) * 86_400,
             events_older_than_secs: i64::from(r.events_days) * 86_400,
             origin: jobs::audit::Origin::system(),
-        },
-    );
+        }
+    });
     if ctx.clerk.is_some() {
-        spawn_schedule(
-            ctx.pool.clone(),
-            ctx.notifier.clone(),
-            "reconcile",
-            config.reconcile_interval_secs,
-            || jobs::reconcile::Reconcile {
+        spawn_schedule(&ctx, "reconcile", config.reconcile_interval_secs, || {
+            jobs::reconcile::Reconcile {
                 page_size: jobs::reconcile::PAGE_SIZE,
                 origin: jobs::audit::Origin::system(),
-            },
-        );
+            }
+        });
     }
     let mut ctx = ctx.with_mailer(mailer);
     ctx.personal_organizations = config.personal_organizations;
@@ -187,12 +179,12 @@ pub async fn run(
 /// Enqueues `make()` once per `interval_secs` across all worker processes: every process
 /// tries, apalis' idempotency key (`<name>:<period>`) lets one through.
 pub fn spawn_schedule<J: jobs::queue::Job>(
-    pool: sqlx::PgPool,
-    notifier: jobs::queue::Notifier,
+    ctx: &JobContext,
     name: &'static str,
     interval_secs: u64,
     make: impl Fn() -> J + Send + 'static,
 ) {
+    let (pool, notifier) = (ctx.pool.clone(), ctx.notifier.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(interval_secs.max(1)));
         loop {

@@ -117,7 +117,6 @@ macro_rules! guarded {
 }
 
 /// The event log's filters, as the query string gives them.
-#[derive(Default)]
 pub struct EventQuery {
     pub event_type: Option<String>,
     pub status: Option<String>,

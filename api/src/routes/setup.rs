@@ -19,11 +19,7 @@ pub async fn page(state: &AppState) -> Response {
     .to_string()
     // Inside <script>: never let a value close the element.
     .replace('<', "\\u003c");
-    PAGE.replace("__SETUP_CONFIG__", &config)
-        .into_response()
-        .with_content_type("text/html; charset=utf-8")
-        .with_header("cache-control", "no-store")
-        .into_response()
+    html(PAGE.replace("__SETUP_CONFIG__", &config))
 }
 
 pub async fn script() -> Response {
@@ -33,15 +29,20 @@ pub async fn script() -> Response {
 /// `GET /admin`: the operator console. The page itself is public and holds no data; everything
 /// it shows comes from `/admin/api`, which checks the operator's credentials.
 pub async fn admin_page() -> Response {
-    ADMIN_PAGE
-        .into_response()
-        .with_content_type("text/html; charset=utf-8")
-        .with_header("cache-control", "no-store")
-        .into_response()
+    html(ADMIN_PAGE)
 }
 
 pub async fn admin_script() -> Response {
     javascript(ADMIN_SCRIPT)
+}
+
+/// A page, never cached (the setup page carries its configuration).
+fn html(page: impl Into<String>) -> Response {
+    page.into()
+        .into_response()
+        .with_content_type("text/html; charset=utf-8")
+        .with_header("cache-control", "no-store")
+        .into_response()
 }
 
 fn javascript(source: &'static str) -> Response {
