@@ -5,10 +5,11 @@
 //!
 //! Why our own execution loop instead of apalis' `WorkerBuilder`: DESIGN.md lists what the
 //! stock 1.0 worker gets wrong for us (immediate refetch of failed jobs, an interval poll that
-//! does not re-arm, default 25 attempts, per-row notify). The loop in [`runner`] uses
-//! apalis-postgres' own queries for fetching (`get_jobs`), locking, worker registration,
-//! heartbeats and orphan recovery, and adds what is missing: classified results, backoff with
-//! jitter stored in `run_at`, and event bookkeeping committed with the result.
+//! does not re-arm, default 25 attempts, per-row notify). We keep apalis' schema, its fetch
+//! predicate, order and index, its worker registration and its orphan recovery query; jobs are
+//! written the way its `push_tasks` writes them. The loop in [`runner`] adds what is missing:
+//! claiming in one statement, classified results recorded in batches with the webhook event's
+//! bookkeeping, and backoff with jitter stored in `run_at`.
 
 pub mod backoff;
 pub mod notifier;
@@ -21,14 +22,13 @@ use crate::audit::Origin;
 use crate::context::JobContext;
 use crate::error::JobError;
 use crate::planner::PlannedJob;
-use apalis_core::task::builder::TaskBuilder;
-use apalis_core::task::metadata::MetadataStore;
-use apalis_core::task::task_id::TaskId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use sqlx::postgres::types::PgHstore;
 use sqlx::PgConnection;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::LazyLock;
 use ulid::Ulid;
 
 pub use notifier::Notifier;
@@ -59,67 +59,115 @@ pub enum EnqueueError {
     #[error("serialising the job payload failed")]
     Encode(#[from] serde_json::Error),
     #[error("inserting into apalis.jobs failed")]
-    Push(#[from] apalis_postgres::Error),
+    Push(#[from] sqlx::Error),
 }
 
-/// A job about to be pushed: queue, id and encoded task.
-struct Encoded {
-    queue: &'static str,
-    id: Ulid,
-    task: apalis_postgres::PgTask,
+/// Jobs encoded as the columns of `apalis.jobs` rows, as apalis-postgres' own `push_tasks`
+/// writes them (status `Pending`, no attempts, priority 0, metadata in an hstore), for one
+/// multi-row insert of any mix of queues.
+#[derive(Default)]
+pub(crate) struct Rows {
+    ids: Vec<Ulid>,
+    id_texts: Vec<String>,
+    queues: Vec<&'static str>,
+    payloads: Vec<Vec<u8>>,
+    max_attempts: Vec<i32>,
+    metadata: Vec<PgHstore>,
+    keys: Vec<Option<String>>,
 }
 
-fn encode<J: Job>(job: &J, request_id: Option<&str>) -> Result<Encoded, EnqueueError> {
-    let id = Ulid::generate();
-    let mut meta = HashMap::new();
-    if let Some(svix) = &job.origin().svix_id {
-        meta.insert("svix_id".to_owned(), svix.to_string());
+impl Rows {
+    fn push<J: Job>(
+        &mut self,
+        job: &J,
+        request_id: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Ulid, EnqueueError> {
+        let id = Ulid::generate();
+        let mut meta = BTreeMap::new();
+        if let Some(svix) = &job.origin().svix_id {
+            meta.insert("svix_id".to_owned(), Some(svix.to_string()));
+        }
+        if let Some(rid) = request_id {
+            meta.insert("request_id".to_owned(), Some(rid.to_owned()));
+        }
+        self.payloads.push(serde_json::to_vec(job)?);
+        self.ids.push(id);
+        self.id_texts.push(id.to_string());
+        self.queues.push(J::QUEUE);
+        self.max_attempts.push(J::MAX_ATTEMPTS as i32);
+        self.metadata.push(PgHstore(meta));
+        self.keys.push(key.map(str::to_owned));
+        Ok(id)
     }
-    if let Some(rid) = request_id {
-        meta.insert("request_id".to_owned(), rid.to_owned());
+
+    pub(crate) fn planned(
+        jobs: &[PlannedJob],
+        request_id: Option<&str>,
+    ) -> Result<Self, EnqueueError> {
+        let mut rows = Self::default();
+        for job in jobs {
+            match job {
+                PlannedJob::ProvisionUser(j) => rows.push(j, request_id, None),
+                PlannedJob::SoftDelete(j) => rows.push(j, request_id, None),
+                PlannedJob::SyncOrganization(j) => rows.push(j, request_id, None),
+                PlannedJob::SyncMembership(j) => rows.push(j, request_id, None),
+            }?;
+        }
+        Ok(rows)
     }
-    let task = TaskBuilder::new(serde_json::to_vec(job)?)
-        .task_id(TaskId::from_ulid(id))
-        .max_attempts(J::MAX_ATTEMPTS as usize)
-        .with_metadata(MetadataStore::from_map(meta))
-        .build();
-    Ok(Encoded {
-        queue: J::QUEUE,
-        id,
-        task,
-    })
+
+    /// The job ids, in the order the jobs were added.
+    pub(crate) fn ids(&self) -> &[Ulid] {
+        &self.ids
+    }
+
+    /// Binds the six arrays that [`insert_jobs_sql`]`(first)` reads, in order.
+    pub(crate) fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.id_texts)
+            .bind(&self.queues)
+            .bind(&self.payloads)
+            .bind(&self.max_attempts)
+            .bind(&self.metadata)
+            .bind(&self.keys)
+    }
+
+    async fn insert(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        static SQL: LazyLock<String> = LazyLock::new(|| insert_jobs_sql(1));
+        self.bind(sqlx::query(SQL.as_str())).execute(conn).await?;
+        Ok(())
+    }
 }
 
-fn encode_planned(job: &PlannedJob, request_id: Option<&str>) -> Result<Encoded, EnqueueError> {
-    match job {
-        PlannedJob::ProvisionUser(j) => encode(j, request_id),
-        PlannedJob::SoftDelete(j) => encode(j, request_id),
-        PlannedJob::SyncOrganization(j) => encode(j, request_id),
-        PlannedJob::SyncMembership(j) => encode(j, request_id),
-    }
+/// `INSERT INTO apalis.jobs … SELECT … FROM unnest(…)` reading the six arrays of [`Rows::bind`]
+/// as parameters `$first` to `$first + 5`. Callers may append a `WHERE` clause (the `unnest`
+/// is aliased `r`).
+pub(crate) fn insert_jobs_sql(first: usize) -> String {
+    let p: Vec<String> = (first..first + 6).map(|n| format!("${n}")).collect();
+    format!(
+        "INSERT INTO apalis.jobs \
+         (id, job_type, job, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key) \
+         SELECT r.id, r.job_type, r.job, 'Pending', 0, r.max_attempts, now(), 0, r.metadata, r.idempotency_key \
+         FROM unnest({}::text[], {}::text[], {}::bytea[], {}::integer[], {}::hstore[], {}::text[]) \
+         AS r (id, job_type, job, max_attempts, metadata, idempotency_key)",
+        p[0], p[1], p[2], p[3], p[4], p[5]
+    )
 }
 
-/// Pushes planned jobs on the caller's connection (normally inside its transaction), one
-/// multi-row insert per queue. Returns the job ids in plan order.
+/// Pushes planned jobs on the caller's connection (normally inside its transaction), in one
+/// multi-row insert. Returns the job ids in plan order.
 pub async fn enqueue(
     conn: &mut PgConnection,
     jobs: &[PlannedJob],
     request_id: Option<&str>,
 ) -> Result<Vec<Ulid>, EnqueueError> {
-    let mut ids = Vec::with_capacity(jobs.len());
-    let mut by_queue: Vec<(&'static str, Vec<apalis_postgres::PgTask>)> = Vec::new();
-    for job in jobs {
-        let enc = encode_planned(job, request_id)?;
-        ids.push(enc.id);
-        match by_queue.iter_mut().find(|(q, _)| *q == enc.queue) {
-            Some((_, tasks)) => tasks.push(enc.task),
-            None => by_queue.push((enc.queue, vec![enc.task])),
-        }
-    }
-    for (queue, tasks) in by_queue {
-        apalis_postgres::queries::push_tasks(conn, queue, tasks).await?;
-    }
-    Ok(ids)
+    let rows = Rows::planned(jobs, request_id)?;
+    rows.insert(conn).await?;
+    Ok(rows.ids)
 }
 
 /// Pushes one typed job outside the webhook path (tests, operators, the fallback).
@@ -128,9 +176,10 @@ pub async fn enqueue_one<J: Job>(
     job: &J,
     request_id: Option<&str>,
 ) -> Result<Ulid, EnqueueError> {
-    let enc = encode(job, request_id)?;
-    apalis_postgres::queries::push_tasks(conn, enc.queue, vec![enc.task]).await?;
-    Ok(enc.id)
+    let mut rows = Rows::default();
+    let id = rows.push(job, request_id, None)?;
+    rows.insert(conn).await?;
+    Ok(id)
 }
 
 /// Pushes `job` unless a job of its queue with the same `key` exists already (apalis'
@@ -141,19 +190,12 @@ pub async fn enqueue_unique<J: Job>(
     job: &J,
     key: &str,
 ) -> Result<bool, EnqueueError> {
-    let mut enc = encode(job, None)?;
-    enc.task = enc.task.into_builder().idempotency_key(key).build();
-    let mut conn = pool
-        .acquire()
-        .await
-        .map_err(|e| EnqueueError::Push(e.into()))?;
-    match apalis_postgres::queries::push_tasks(&mut *conn, enc.queue, vec![enc.task]).await {
+    let mut rows = Rows::default();
+    rows.push(job, None, Some(key))?;
+    let mut conn = pool.acquire().await?;
+    match rows.insert(&mut conn).await {
         Ok(()) => Ok(true),
-        Err(apalis_postgres::Error::Database(sqlx::Error::Database(db)))
-            if db.is_unique_violation() =>
-        {
-            Ok(false)
-        }
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
