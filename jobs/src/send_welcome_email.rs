@@ -10,6 +10,7 @@ use crate::mailer::{Mail, MailError};
 use crate::queue::Job;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 /// How long a claim protects a send in progress: three times the SMTP timeout, so a live send
@@ -103,21 +104,24 @@ impl Job for SendWelcomeEmail {
             .await
         {
             Ok(()) => {
-                let mut tx = ctx.pool.begin().await?;
-                sqlx::query("UPDATE sent_emails SET status = 'sent', sent_at = now() WHERE user_id = $1 AND kind = $2")
-                    .bind(user_id)
-                    .bind(KIND)
-                    .execute(&mut *tx)
-                    .await?;
-                audit::record(
-                    &mut tx,
+                // Marked sent and audited in one statement (one round trip, one commit).
+                static MARK_SENT: LazyLock<String> = LazyLock::new(|| {
+                    format!(
+                        "WITH sent AS (UPDATE sent_emails SET status = 'sent', sent_at = now() \
+                         WHERE user_id = $1 AND kind = $2) {}",
+                        audit::insert_sql(3)
+                    )
+                });
+                let query = sqlx::query(MARK_SENT.as_str()).bind(user_id).bind(KIND);
+                audit::bind(
+                    query,
                     &self.origin,
                     "email.sent",
                     self.clerk_user_id.as_str(),
                     json!({"kind": KIND}),
                 )
+                .execute(&ctx.pool)
                 .await?;
-                tx.commit().await?;
                 tracing::info!(clerk_user_id = %self.clerk_user_id, "welcome email sent");
                 Ok(())
             }

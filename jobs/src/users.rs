@@ -10,6 +10,7 @@ use crate::clerk::UserSnapshot;
 use crate::ids::{ClerkUserId, EmailAddress};
 use serde_json::json;
 use sqlx::{PgConnection, Row};
+use std::sync::LazyLock;
 use uuid::Uuid;
 
 /// What an upsert did.
@@ -100,44 +101,60 @@ pub async fn upsert_user(
     }
 
     let target = existing.as_ref().map(|r| r.id).or(link_target);
-    let id: Uuid = match target {
-        Some(id) => sqlx::query_scalar(
-            "UPDATE users SET clerk_user_id = $2, email = $3, email_verified = $4, \
-             first_name = $5, last_name = $6, username = $7, image_url = $8, role = $9, \
-             clerk_updated_at = $10, updated_at = now() WHERE id = $1 RETURNING id",
-        )
-        .bind(id),
-        None => sqlx::query_scalar(
-            "INSERT INTO users (id, clerk_user_id, email, email_verified, first_name, last_name, \
-             username, image_url, role, clerk_updated_at) \
-             VALUES (gen_random_uuid(), $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-        )
-        .bind(Uuid::nil()),
-    }
-    .bind(cid.as_str())
-    .bind(email.as_ref().map(EmailAddress::as_str))
-    .bind(snap.email_verified && email.is_some())
-    .bind(&snap.first_name)
-    .bind(&snap.last_name)
-    .bind(&snap.username)
-    .bind(&snap.image_url)
-    .bind(snap.role.as_str())
-    .bind(snap.updated_at)
-    .fetch_one(&mut *conn)
-    .await?;
-
-    let (outcome, action, details) = match (&existing, link_target) {
-        (None, None) => (UpsertOutcome::Created(id), "user.created", json!({})),
-        (None, Some(_)) => (UpsertOutcome::Linked(id), "user.linked", json!({})),
-        (Some(row), _) => (
-            UpsertOutcome::Updated(id),
-            "user.updated",
-            diff(row, snap, &email),
-        ),
-    };
+    let (outcome, action, details): (fn(Uuid) -> UpsertOutcome, _, _) =
+        match (&existing, link_target) {
+            (None, None) => (UpsertOutcome::Created, "user.created", json!({})),
+            (None, Some(_)) => (UpsertOutcome::Linked, "user.linked", json!({})),
+            (Some(row), _) => (
+                UpsertOutcome::Updated,
+                "user.updated",
+                diff(row, snap, &email),
+            ),
+        };
     let mut details = details;
     details["version"] = json!(snap.updated_at);
-    audit::record(conn, origin, action, cid.as_str(), details).await?;
+    // The row, its audit entry and the memberships that arrived before the user (they attach
+    // now), in one statement: one round trip.
+    static WRITE: LazyLock<[String; 2]> = LazyLock::new(|| {
+        let write = |row: &str| {
+            format!(
+                "WITH u AS ({row} RETURNING id), \
+                 m AS (UPDATE memberships SET user_id = (SELECT id FROM u) \
+                       WHERE clerk_user_id = $2 AND user_id IS NULL), \
+                 a AS ({}) \
+                 SELECT id FROM u",
+                audit::insert_sql(11)
+            )
+        };
+        [
+            write(
+                "UPDATE users SET clerk_user_id = $2, email = $3, email_verified = $4, \
+                 first_name = $5, last_name = $6, username = $7, image_url = $8, role = $9, \
+                 clerk_updated_at = $10, updated_at = now() WHERE id = $1",
+            ),
+            write(
+                "INSERT INTO users (id, clerk_user_id, email, email_verified, first_name, last_name, \
+                 username, image_url, role, clerk_updated_at) \
+                 VALUES (COALESCE($1, gen_random_uuid()), $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            ),
+        ]
+    });
+    let query = sqlx::query(WRITE[usize::from(target.is_none())].as_str())
+        .bind(target)
+        .bind(cid.as_str())
+        .bind(email.as_ref().map(EmailAddress::as_str))
+        .bind(snap.email_verified && email.is_some())
+        .bind(&snap.first_name)
+        .bind(&snap.last_name)
+        .bind(&snap.username)
+        .bind(&snap.image_url)
+        .bind(snap.role.as_str())
+        .bind(snap.updated_at);
+    let id: Uuid = audit::bind(query, origin, action, cid.as_str(), details)
+        .fetch_one(&mut *conn)
+        .await?
+        .get(0);
+    let outcome = outcome(id);
     if let Some(row) = existing
         .as_ref()
         .filter(|r| !r.deleted && r.role != snap.role.as_str())
@@ -159,12 +176,6 @@ pub async fn upsert_user(
         )
         .await?;
     }
-    // Memberships that arrived before the user attach now.
-    sqlx::query("UPDATE memberships SET user_id = $1 WHERE clerk_user_id = $2 AND user_id IS NULL")
-        .bind(id)
-        .bind(cid.as_str())
-        .execute(&mut *conn)
-        .await?;
     Ok(outcome)
 }
 

@@ -105,10 +105,29 @@ impl Job for Slow {
     }
 }
 
+/// Fails fatally with the message it carries.
+#[derive(Serialize, Deserialize)]
+struct FailsWith {
+    message: String,
+    origin: Origin,
+}
+
+impl Job for FailsWith {
+    const QUEUE: &'static str = "test.fails_with";
+    const MAX_ATTEMPTS: u32 = 3;
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+    async fn handle(self, _: &JobContext) -> Result<(), JobError> {
+        Err(std::io::Error::other(self.message)).fatal()
+    }
+}
+
 fn test_registry() -> Registry {
     let mut r = Registry::default();
     r.register::<Flaky>()
         .register::<Doomed>()
+        .register::<FailsWith>()
         .register::<Panicky>()
         .register::<Slow>();
     r
@@ -126,9 +145,15 @@ async fn setup() -> (TestDb, JobContext) {
 
 /// An event row the job reports to, as intake would have written it.
 async fn event(ctx: &JobContext) -> Origin {
+    event_with_jobs(ctx, 1).await
+}
+
+/// An event row that `jobs` jobs report to.
+async fn event_with_jobs(ctx: &JobContext, jobs: i32) -> Origin {
     let id = new_svix_id();
-    sqlx::query("INSERT INTO webhook_events (svix_id, event_type, payload, status, pending_jobs) VALUES ($1, 'test', '{}', 'queued', 1)")
+    sqlx::query("INSERT INTO webhook_events (svix_id, event_type, payload, status, pending_jobs) VALUES ($1, 'test', '{}', 'queued', $2)")
         .bind(&id)
+        .bind(jobs)
         .execute(&ctx.pool)
         .await
         .unwrap();
@@ -289,6 +314,122 @@ async fn a_fatal_failure_stops_at_once() {
     let (status, _, err) = event_state(&ctx, &origin).await;
     assert_eq!(status, "failed");
     assert!(err.unwrap().contains("invalid data"));
+}
+
+/// Results are written in batches: many jobs of one event finishing together must still add
+/// up on the event, and one failure among them must still mark it failed.
+#[tokio::test]
+async fn results_of_many_jobs_of_one_event_add_up_on_the_event() {
+    let (_db, ctx) = setup().await;
+    let all_ok = event_with_jobs(&ctx, 40).await;
+    let one_fails = event_with_jobs(&ctx, 5).await;
+    for i in 0..40 {
+        let origin = all_ok.clone();
+        push(
+            &ctx,
+            &Flaky {
+                key: format!("ok{i}"),
+                fail_times: 0,
+                origin,
+            },
+        )
+        .await;
+    }
+    for i in 0..4 {
+        let origin = one_fails.clone();
+        push(
+            &ctx,
+            &Flaky {
+                key: format!("f{i}"),
+                fail_times: 0,
+                origin,
+            },
+        )
+        .await;
+    }
+    push(
+        &ctx,
+        &Doomed {
+            origin: one_fails.clone(),
+        },
+    )
+    .await;
+
+    let report = drain(&ctx, &test_registry()).await.unwrap();
+    assert_eq!((report.succeeded, report.killed), (44, 1));
+    let pending = |o: Origin| {
+        let pool = ctx.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i32>(
+                "SELECT pending_jobs FROM webhook_events WHERE svix_id = $1",
+            )
+            .bind(o.svix_id.unwrap().as_str())
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        event_state(&ctx, &all_ok).await,
+        ("processed".into(), 40, None)
+    );
+    assert_eq!(pending(all_ok).await, 0);
+    let (status, attempts, err) = event_state(&ctx, &one_fails).await;
+    assert_eq!((status.as_str(), attempts), ("failed", 5));
+    assert!(err.unwrap().contains("invalid data"));
+    assert_eq!(pending(one_fails).await, 1, "the failed job is still owed");
+}
+
+/// Postgres text cannot hold NUL. A handler error containing one is stored with a replacement
+/// character, and the results written beside it are not held up.
+#[tokio::test]
+async fn an_error_message_with_a_nul_byte_is_stored_and_does_not_block_other_results() {
+    let (_db, ctx) = setup().await;
+    let origin = event(&ctx).await;
+    let bad = push(
+        &ctx,
+        &FailsWith {
+            message: "bad\0byte".into(),
+            origin: origin.clone(),
+        },
+    )
+    .await;
+    let mut good = Vec::new();
+    for i in 0..10 {
+        good.push(
+            push(
+                &ctx,
+                &Flaky {
+                    key: format!("g{i}"),
+                    fail_times: 0,
+                    origin: Origin::system(),
+                },
+            )
+            .await,
+        );
+    }
+    let report = tokio::time::timeout(Duration::from_secs(60), drain(&ctx, &test_registry()))
+        .await
+        .expect("every result is written")
+        .unwrap();
+    assert_eq!((report.succeeded, report.killed), (10, 1));
+    for id in &good {
+        assert_eq!(job_row(&ctx, id).await.status, "Done");
+    }
+    let (status, result): (String, serde_json::Value) =
+        sqlx::query_as("SELECT status, last_result FROM apalis.jobs WHERE id = $1")
+            .bind(&bad)
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "Killed");
+    assert!(
+        result["Err"].as_str().unwrap().contains("bad\u{FFFD}byte"),
+        "{result}"
+    );
+    let (status, _, err) = event_state(&ctx, &origin).await;
+    assert_eq!(status, "failed");
+    assert!(err.unwrap().contains("bad\u{FFFD}byte"));
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -119,6 +119,7 @@ impl WorkerPool {
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let wakers = wake::Wakers::new(self.registry.queues());
+        let (recorder, writer) = Recorder::spawn(pool.clone());
         let mut tasks = JoinSet::new();
         tasks.spawn(wake::listen(pool.clone(), wakers.clone(), stop_rx.clone()));
         tasks.spawn(heartbeat(
@@ -134,6 +135,7 @@ impl WorkerPool {
                 worker: worker_id(entry.queue, &self.instance),
                 settings: self.settings.clone(),
                 wake: wakers.get(entry.queue),
+                recorder: recorder.clone(),
             };
             tasks.spawn(lp.run(stop_rx.clone()));
         }
@@ -141,7 +143,17 @@ impl WorkerPool {
         shutdown.await;
         tracing::info!("shutdown requested: finishing running jobs");
         let _ = stop_tx.send(true);
+        drop(recorder);
         while tasks.join_next().await.is_some() {}
+        // Every queue loop has ended, so the writer ends once it has written what they handed
+        // over, unless the database is unreachable: then orphan recovery has those jobs.
+        let abort = writer.abort_handle();
+        if tokio::time::timeout(self.settings.shutdown_grace, writer)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
         // Anything still locked by us is now abandoned: let live workers take it at once.
         let names: Vec<String> = ids.into_iter().map(|(id, _)| id).collect();
         let _ = sqlx::query("UPDATE apalis.workers SET last_seen = 'epoch' WHERE id = ANY($1)")
@@ -208,6 +220,7 @@ struct QueueLoop {
     worker: String,
     settings: WorkerSettings,
     wake: Arc<Notify>,
+    recorder: Recorder,
 }
 
 impl QueueLoop {
@@ -270,11 +283,15 @@ impl QueueLoop {
                         .try_acquire_owned()
                         .expect("fetched no more than free permits"),
                 };
-                let (ctx, entry, worker) =
-                    (self.ctx.clone(), self.entry.clone(), self.worker.clone());
+                let (ctx, entry, worker, recorder) = (
+                    self.ctx.clone(),
+                    self.entry.clone(),
+                    self.worker.clone(),
+                    self.recorder.clone(),
+                );
                 running.spawn(
                     async move {
-                        execute(&ctx, &entry, &worker, task).await;
+                        execute(&ctx, &recorder, &entry, &worker, task).await;
                         drop(p);
                     }
                     .instrument(span.clone()),
@@ -357,7 +374,13 @@ pub enum RunOutcome {
 
 /// Runs one task and records its outcome. Never panics and never loses the result: a
 /// panicking handler counts as a retryable failure.
-async fn execute(ctx: &JobContext, entry: &Entry, worker: &str, task: Claimed) -> RunOutcome {
+async fn execute(
+    ctx: &JobContext,
+    recorder: &Recorder,
+    entry: &Entry,
+    worker: &str,
+    task: Claimed,
+) -> RunOutcome {
     let id = task.id.clone();
     let attempts_before = task.attempts.max(0) as u32;
     let max_attempts = if task.max_attempts > 0 {
@@ -386,29 +409,17 @@ async fn execute(ctx: &JobContext, entry: &Entry, worker: &str, task: Claimed) -
             .and_then(|o| o.svix_id.as_ref())
             .map(|s| s.to_string())
             .or(svix);
-        let run = Run {
-            id: &id,
-            worker,
-            attempts_before,
-            max_attempts,
-            svix_id: svix_id.as_deref(),
-            announce: entry.urgent,
-        };
-        // The result is known; only the database is missing. Keep trying (the job stays
-        // locked by this live worker meanwhile, so nothing else would ever record it): a
-        // database restart must not leave it `Running` for good. If this process dies or
-        // shuts down first, orphan recovery runs the job again (handlers are idempotent).
-        let mut wait = Duration::from_millis(250);
-        let outcome = loop {
-            match record(&ctx.pool, &run, &executed.result).await {
-                Ok(o) => break o,
-                Err(e) => {
-                    tracing::warn!(error = %e, ?wait, "recording the job result failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-            }
-        };
+        let outcome = recorder
+            .record(Finished::new(
+                &id,
+                worker,
+                attempts_before + 1,
+                max_attempts,
+                svix_id,
+                entry.urgent,
+                &executed.result,
+            ))
+            .await;
         let ms = started.elapsed().as_millis() as u64;
         let label = match outcome {
             RunOutcome::Succeeded => "succeeded",
@@ -433,120 +444,249 @@ async fn execute(ctx: &JobContext, entry: &Entry, worker: &str, task: Claimed) -
     .await
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
-}
-
-/// One finished run of a job, as [`record`] needs it.
-struct Run<'a> {
-    id: &'a str,
-    worker: &'a str,
-    attempts_before: u32,
-    max_attempts: u32,
+/// One finished run of a job, classified and ready to be written.
+struct Finished {
+    id: String,
+    worker: String,
+    outcome: RunOutcome,
+    /// `apalis.jobs.status` to write.
+    status: &'static str,
+    last_result: serde_json::Value,
+    /// Backoff before the next run (retries only).
+    delay_ms: Option<i64>,
+    error: Option<String>,
     /// The webhook event to keep up to date.
-    svix_id: Option<&'a str>,
+    svix_id: Option<String>,
     /// Announce the result on `JOB_DONE_CHANNEL` (urgent jobs).
     announce: bool,
 }
 
-/// Writes the job's result and its event's progress in one transaction, only if we still hold
-/// the job (a job recovered from us and taken by another worker is theirs to record).
-async fn record(
-    pool: &PgPool,
-    run: &Run<'_>,
-    result: &Result<(), JobError>,
-) -> Result<RunOutcome, sqlx::Error> {
-    let Run {
-        id,
-        worker,
-        attempts_before,
-        max_attempts,
-        svix_id,
-        announce,
-    } = *run;
-    let attempt = attempts_before + 1;
-    let (outcome, delay, error) = match result {
-        Ok(()) => (RunOutcome::Succeeded, None, None),
-        Err(e @ JobError::Retryable { retry_after, .. }) if attempt < max_attempts => {
-            let d = backoff::delay(attempt, *retry_after, &mut rand::rng());
-            (
+impl Finished {
+    /// Classifies run number `attempt` (1-based) of job `id`: success, a retry after a backoff,
+    /// or final failure.
+    fn new(
+        id: &str,
+        worker: &str,
+        attempt: u32,
+        max_attempts: u32,
+        svix_id: Option<String>,
+        announce: bool,
+        result: &Result<(), JobError>,
+    ) -> Self {
+        let (outcome, delay, error) = match result {
+            Ok(()) => (RunOutcome::Succeeded, None, None),
+            Err(e @ JobError::Retryable { retry_after, .. }) if attempt < max_attempts => (
                 RunOutcome::Retrying,
-                Some(d),
-                Some(truncate(&e.to_string(), 2000)),
-            )
+                Some(backoff::delay(attempt, *retry_after, &mut rand::rng())),
+                Some(error_text(e)),
+            ),
+            Err(e @ JobError::Retryable { .. }) => {
+                (RunOutcome::Exhausted, None, Some(error_text(e)))
+            }
+            Err(e @ JobError::Fatal(_)) => (RunOutcome::Killed, None, Some(error_text(e))),
+        };
+        let (status, last_result) = match (&outcome, &error) {
+            (RunOutcome::Succeeded, _) => ("Done", serde_json::json!({"Ok": null})),
+            (RunOutcome::Killed, Some(e)) => ("Killed", serde_json::json!({"Err": e})),
+            (_, e) => ("Failed", serde_json::json!({"Err": e})),
+        };
+        Self {
+            id: id.to_owned(),
+            worker: worker.to_owned(),
+            outcome,
+            status,
+            last_result,
+            delay_ms: delay.map(|d| d.as_millis() as i64),
+            error,
+            svix_id,
+            announce,
         }
-        Err(e @ JobError::Retryable { .. }) => (
-            RunOutcome::Exhausted,
-            None,
-            Some(truncate(&e.to_string(), 2000)),
-        ),
-        Err(e @ JobError::Fatal(_)) => (
-            RunOutcome::Killed,
-            None,
-            Some(truncate(&e.to_string(), 2000)),
-        ),
-    };
-    let (status, last_result) = match (&outcome, &error) {
-        (RunOutcome::Succeeded, _) => ("Done", serde_json::json!({"Ok": null})),
-        (RunOutcome::Killed, Some(e)) => ("Killed", serde_json::json!({"Err": e})),
-        (_, e) => ("Failed", serde_json::json!({"Err": e})),
-    };
-    let mut tx = pool.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE apalis.jobs SET status = $3, attempts = attempts + 1, last_result = $4, \
-         done_at = now(), lock_by = NULL, \
-         run_at = CASE WHEN $5::bigint IS NULL THEN run_at ELSE now() + make_interval(secs => $5::bigint / 1000.0) END \
-         WHERE id = $1 AND lock_by = $2",
-    )
-    .bind(id)
-    .bind(worker)
-    .bind(status)
-    .bind(&last_result)
-    .bind(delay.map(|d| d.as_millis() as i64))
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() == 0 {
-        tracing::warn!(
-            job_id = id,
-            "job no longer held by this worker; result not recorded"
-        );
-        return Ok(outcome);
     }
-    if let Some(svix_id) = svix_id {
-        let sql = match outcome {
-            RunOutcome::Succeeded => {
-                "UPDATE webhook_events SET attempts = attempts + 1, \
-                 pending_jobs = GREATEST(pending_jobs - 1, 0), \
-                 status = CASE WHEN status = 'queued' AND pending_jobs <= 1 THEN 'processed' ELSE status END, \
-                 processed_at = CASE WHEN status = 'queued' AND pending_jobs <= 1 THEN now() ELSE processed_at END \
-                 WHERE svix_id = $1"
+
+    /// The same result with another error text.
+    fn with_error(&self, error: String) -> Self {
+        Self {
+            id: self.id.clone(),
+            worker: self.worker.clone(),
+            last_result: serde_json::json!({ "Err": &error }),
+            error: Some(error),
+            svix_id: self.svix_id.clone(),
+            ..*self
+        }
+    }
+
+    fn outcome_name(&self) -> &'static str {
+        match self.outcome {
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::Retrying => "retrying",
+            RunOutcome::Exhausted => "exhausted",
+            RunOutcome::Killed => "killed",
+        }
+    }
+}
+
+/// An error as stored: at most 2,000 characters, and without NUL, which Postgres text cannot
+/// hold (one such message must not make a whole batch of results unwritable).
+fn error_text(e: &JobError) -> String {
+    let s = e.to_string().replace('\0', "\u{FFFD}");
+    match s.char_indices().nth(2000) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
+}
+
+/// Most results written by one statement.
+const RECORD_BATCH: usize = 256;
+
+/// Writes job results for every queue loop of a process. Runs finish one at a time, but their
+/// results go to the database together: whatever finished while the previous write was in
+/// flight is written by the next one, in one statement (one round trip, one commit). An idle
+/// worker therefore writes a lone result at once, and a busy one stops paying a transaction
+/// per job for its bookkeeping (BENCHMARKS.md, drain table).
+#[derive(Clone)]
+struct Recorder {
+    tx: mpsc::Sender<(Finished, oneshot::Sender<()>)>,
+}
+
+impl Recorder {
+    fn spawn(pool: PgPool) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(4 * RECORD_BATCH);
+        (Self { tx }, tokio::spawn(write_results(pool, rx)))
+    }
+
+    /// Hands a result over and waits until it is written (or found no longer ours). The job
+    /// keeps its concurrency slot meanwhile, so a database outage stops fetching too.
+    async fn record(&self, run: Finished) -> RunOutcome {
+        let outcome = run.outcome;
+        let (done, written) = oneshot::channel();
+        let id = run.id.clone();
+        if self.tx.send((run, done)).await.is_err() || written.await.is_err() {
+            // Only at shutdown, when the writer was stopped with the database unreachable:
+            // the job stays locked by this (now dead) worker and orphan recovery runs it again.
+            tracing::warn!(job_id = %id, "worker stopping; job result not recorded");
+        }
+        outcome
+    }
+}
+
+async fn write_results(pool: PgPool, mut rx: mpsc::Receiver<(Finished, oneshot::Sender<()>)>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let runs: Vec<&Finished> = batch.iter().map(|(f, _)| f).collect();
+        let held = match record(&pool, &runs).await {
+            Ok(held) => held,
+            // A statement the database refuses (not a lost connection) fails the whole batch:
+            // write the results one at a time, so one bad row cannot hold up the others.
+            Err(sqlx::Error::Database(e)) if runs.len() > 1 => {
+                tracing::warn!(error = %e, results = runs.len(), "recording a batch of job results failed; recording them one by one");
+                let mut held = Vec::new();
+                for run in runs {
+                    let written = match record(&pool, &[run]).await {
+                        Ok(h) => h,
+                        // This result itself is refused: keep its outcome, drop its text.
+                        Err(sqlx::Error::Database(e)) if run.error.is_some() => {
+                            let plain = run.with_error(format!(
+                                "the job's error could not be stored ({e}); see the worker's log"
+                            ));
+                            record_until_written(&pool, &[&plain]).await
+                        }
+                        Err(_) => record_until_written(&pool, &[run]).await,
+                    };
+                    held.extend(written);
+                }
+                held
             }
-            RunOutcome::Retrying => {
-                "UPDATE webhook_events SET attempts = attempts + 1, last_error = $2 WHERE svix_id = $1"
-            }
-            RunOutcome::Exhausted | RunOutcome::Killed => {
-                "UPDATE webhook_events SET attempts = attempts + 1, last_error = $2, status = 'failed' WHERE svix_id = $1"
+            Err(e) => {
+                tracing::warn!(error = %e, "recording job results failed; retrying");
+                record_until_written(&pool, &runs).await
             }
         };
-        let query = sqlx::query(sql).bind(svix_id);
-        let query = match &error {
-            Some(e) => query.bind(e),
-            None => query,
-        };
-        query.execute(&mut *tx).await?;
+        for (run, done) in batch.drain(..) {
+            if !held.contains(&run.id) {
+                tracing::warn!(
+                    job_id = %run.id,
+                    "job no longer held by this worker; result not recorded"
+                );
+            }
+            let _ = done.send(());
+        }
     }
-    if announce {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(super::JOB_DONE_CHANNEL)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+}
+
+/// The results are known; only the database is missing. Keep trying (the jobs stay locked by
+/// this live worker meanwhile, so nothing else would ever record them): a database restart
+/// must not leave them `Running` for good. If this process dies or shuts down first, orphan
+/// recovery runs the jobs again (handlers are idempotent).
+async fn record_until_written(pool: &PgPool, runs: &[&Finished]) -> Vec<String> {
+    let mut wait = Duration::from_millis(250);
+    loop {
+        match record(pool, runs).await {
+            Ok(held) => return held,
+            Err(e) => {
+                tracing::warn!(error = %e, ?wait, "recording job results failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
     }
-    tx.commit().await?;
-    Ok(outcome)
+}
+
+/// Writes results and their webhook events' progress in ONE statement, for the jobs each run's
+/// worker still holds (a job recovered from us and taken by another worker is theirs to
+/// record). Returns the ids written. Several results of one event are summed: attempts,
+/// finished jobs; any final failure marks the event failed.
+async fn record(pool: &PgPool, runs: &[&Finished]) -> Result<Vec<String>, sqlx::Error> {
+    const SQL: &str = "\
+        WITH r AS (\
+          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bigint[], \
+                               $6::text[], $7::text[], $8::text[], $9::boolean[]) \
+            AS r (id, worker, status, last_result, delay_ms, svix_id, outcome, error, announce)), \
+        done AS (\
+          UPDATE apalis.jobs AS j SET status = r.status, attempts = j.attempts + 1, \
+            last_result = r.last_result, done_at = now(), lock_by = NULL, \
+            run_at = CASE WHEN r.delay_ms IS NULL THEN j.run_at \
+                          ELSE now() + make_interval(secs => r.delay_ms / 1000.0) END \
+          FROM r WHERE j.id = r.id AND j.lock_by = r.worker \
+          RETURNING j.id, r.svix_id, r.outcome, r.error, r.announce), \
+        per_event AS (\
+          SELECT svix_id, count(*)::int AS runs, \
+                 count(*) FILTER (WHERE outcome = 'succeeded')::int AS ok, \
+                 bool_or(outcome IN ('exhausted', 'killed')) AS failed, max(error) AS error \
+          FROM done WHERE svix_id IS NOT NULL GROUP BY svix_id), \
+        events AS (\
+          UPDATE webhook_events AS w SET attempts = w.attempts + e.runs, \
+            pending_jobs = GREATEST(w.pending_jobs - e.ok, 0), \
+            last_error = COALESCE(e.error, w.last_error), \
+            status = CASE WHEN e.failed THEN 'failed' \
+                          WHEN e.ok > 0 AND w.status = 'queued' AND w.pending_jobs <= e.ok THEN 'processed' \
+                          ELSE w.status END, \
+            processed_at = CASE WHEN NOT e.failed AND e.ok > 0 AND w.status = 'queued' \
+                                     AND w.pending_jobs <= e.ok THEN now() \
+                                ELSE w.processed_at END \
+          FROM per_event AS e WHERE w.svix_id = e.svix_id) \
+        SELECT id, CASE WHEN announce THEN pg_notify($10, id)::text END AS announced FROM done";
+    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    let workers: Vec<&str> = runs.iter().map(|r| r.worker.as_str()).collect();
+    let statuses: Vec<&str> = runs.iter().map(|r| r.status).collect();
+    let results: Vec<&serde_json::Value> = runs.iter().map(|r| &r.last_result).collect();
+    let delays: Vec<Option<i64>> = runs.iter().map(|r| r.delay_ms).collect();
+    let svix: Vec<Option<&str>> = runs.iter().map(|r| r.svix_id.as_deref()).collect();
+    let outcomes: Vec<&str> = runs.iter().map(|r| r.outcome_name()).collect();
+    let errors: Vec<Option<&str>> = runs.iter().map(|r| r.error.as_deref()).collect();
+    let announce: Vec<bool> = runs.iter().map(|r| r.announce).collect();
+    sqlx::query_scalar(SQL)
+        .bind(ids)
+        .bind(workers)
+        .bind(statuses)
+        .bind(results)
+        .bind(delays)
+        .bind(svix)
+        .bind(outcomes)
+        .bind(errors)
+        .bind(announce)
+        .bind(super::JOB_DONE_CHANNEL)
+        .fetch_all(pool)
+        .await
 }
 
 /// What [`drain`] did.
@@ -564,6 +704,7 @@ pub struct DrainReport {
 pub async fn drain(ctx: &JobContext, registry: &Registry) -> Result<DrainReport, sqlx::Error> {
     let instance = format!("drain-{}", instance_name());
     let mut report = DrainReport::default();
+    let (recorder, _writer) = Recorder::spawn(ctx.pool.clone());
     for e in registry.entries() {
         register(&ctx.pool, e.queue, &worker_id(e.queue, &instance)).await?;
     }
@@ -574,7 +715,9 @@ pub async fn drain(ctx: &JobContext, registry: &Registry) -> Result<DrainReport,
             let tasks = fetch(&ctx.pool, entry.queue, &worker, 50).await?;
             ran += tasks.len();
             let outcomes = futures::future::join_all(
-                tasks.into_iter().map(|t| execute(ctx, entry, &worker, t)),
+                tasks
+                    .into_iter()
+                    .map(|t| execute(ctx, &recorder, entry, &worker, t)),
             )
             .await;
             for o in outcomes {
