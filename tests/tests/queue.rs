@@ -610,3 +610,29 @@ async fn concurrency_is_bounded_per_queue() {
     assert!(max_running >= 2, "jobs should overlap");
     worker.stop().await;
 }
+
+/// Every index on the queue table costs an entry on each insert, claim and result (none of
+/// them can be a HOT update). apalis' migrations leave two indexes duplicated; ours drop them
+/// and keep partial indexes for the columns only some rows use.
+#[tokio::test]
+async fn the_queue_table_carries_each_index_once() {
+    let (_db, ctx) = setup().await;
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT indexname, regexp_replace(indexdef, '^.* USING ', '') FROM pg_indexes \
+         WHERE schemaname = 'apalis' AND tablename = 'jobs' ORDER BY indexname",
+    )
+    .fetch_all(&ctx.pool)
+    .await
+    .unwrap();
+    let defs: Vec<&str> = indexes.iter().map(|(_, d)| d.as_str()).collect();
+    assert_eq!(
+        defs,
+        [
+            "btree (job_type, idempotency_key) WHERE (idempotency_key IS NOT NULL)",
+            "btree (lock_by) WHERE (lock_by IS NOT NULL)",
+            "btree (job_type, priority DESC, run_at) WHERE ((status = 'Pending'::text) OR ((status = 'Failed'::text) AND (attempts < max_attempts)))",
+            "btree (id)",
+        ],
+        "{indexes:?}"
+    );
+}
