@@ -284,6 +284,16 @@ async fn wait_drained(opts: &Opts) -> Result<Value> {
     .bind(since)
     .fetch_all(&pool)
     .await?;
+    // ProvisionUser alone (the target's unit): its first lock to its last done. The welcome
+    // emails its jobs enqueue run meanwhile and finish after it.
+    let (provisioned, provision_span): (i64, Option<f64>) = sqlx::query_as(
+        "SELECT count(*), EXTRACT(EPOCH FROM max(done_at) - min(lock_at))::float8 \
+         FROM apalis.jobs WHERE status = 'Done' AND done_at >= $1 AND job_type = $2",
+    )
+    .bind(since)
+    .bind(<jobs::provision_user::ProvisionUser as jobs::queue::Job>::QUEUE)
+    .fetch_one(&pool)
+    .await?;
     let not_done: Vec<(String, i64)> = sqlx::query_as(
         "SELECT status, count(*) FROM apalis.jobs WHERE status <> 'Done' GROUP BY status",
     )
@@ -306,6 +316,7 @@ async fn wait_drained(opts: &Opts) -> Result<Value> {
         "batch_per_sec_db": round(batch as f64 / span),
         "jobs_per_sec_db": round(done as f64 / span),
         "jobs_per_sec_wall": round(done as f64 / wall),
+        "provision_user_per_sec_db": round(provisioned as f64 / provision_span.unwrap_or(f64::NAN)),
         "more_than_one_attempt": multi_attempt,
     }))
 }

@@ -636,3 +636,59 @@ async fn the_queue_table_carries_each_index_once() {
         "{indexes:?}"
     );
 }
+
+/// A result the database refuses (here: a trigger rejecting one error text) is written one at
+/// a time: the outcome is kept without the text, and the results beside it are not held up.
+#[tokio::test]
+async fn a_result_the_database_refuses_keeps_its_outcome_and_holds_up_nothing() {
+    let (_db, ctx) = setup().await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.last_error LIKE '%refuse me%' THEN RAISE EXCEPTION 'refused by a test trigger'; END IF; \
+           RETURN NEW; END $$; \
+         CREATE TRIGGER refuse BEFORE UPDATE ON webhook_events FOR EACH ROW EXECUTE FUNCTION refuse();",
+    )
+    .execute(&ctx.pool)
+    .await
+    .unwrap();
+    let origin = event(&ctx).await;
+    let bad = push(
+        &ctx,
+        &FailsWith {
+            message: "refuse me".into(),
+            origin: origin.clone(),
+        },
+    )
+    .await;
+    let mut good = Vec::new();
+    for i in 0..10 {
+        let job = Flaky {
+            key: format!("g{i}"),
+            fail_times: 0,
+            origin: event(&ctx).await,
+        };
+        good.push((push(&ctx, &job).await, job.origin));
+    }
+    let report = tokio::time::timeout(Duration::from_secs(60), drain(&ctx, &test_registry()))
+        .await
+        .expect("every result is written")
+        .unwrap();
+    assert_eq!((report.succeeded, report.killed), (10, 1));
+    for (id, origin) in &good {
+        assert_eq!(job_row(&ctx, id).await.status, "Done");
+        assert_eq!(event_state(&ctx, origin).await.0, "processed");
+    }
+    let (status, result): (String, serde_json::Value) =
+        sqlx::query_as("SELECT status, last_result FROM apalis.jobs WHERE id = $1")
+            .bind(&bad)
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "Killed");
+    let stored = result["Err"].as_str().unwrap();
+    assert!(stored.contains("could not be stored"), "{result}");
+    assert!(stored.contains("refused by a test trigger"), "{result}");
+    let (status, _, err) = event_state(&ctx, &origin).await;
+    assert_eq!(status, "failed");
+    assert!(err.unwrap().contains("could not be stored"));
+}

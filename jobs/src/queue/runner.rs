@@ -577,22 +577,11 @@ async fn write_results(pool: PgPool, mut rx: mpsc::Receiver<(Finished, oneshot::
             Ok(held) => held,
             // A statement the database refuses (not a lost connection) fails the whole batch:
             // write the results one at a time, so one bad row cannot hold up the others.
-            Err(sqlx::Error::Database(e)) if runs.len() > 1 => {
-                tracing::warn!(error = %e, results = runs.len(), "recording a batch of job results failed; recording them one by one");
+            Err(sqlx::Error::Database(e)) => {
+                tracing::warn!(error = %e, results = runs.len(), "the database refused a batch of job results; recording them one by one");
                 let mut held = Vec::new();
                 for run in runs {
-                    let written = match record(&pool, &[run]).await {
-                        Ok(h) => h,
-                        // This result itself is refused: keep its outcome, drop its text.
-                        Err(sqlx::Error::Database(e)) if run.error.is_some() => {
-                            let plain = run.with_error(format!(
-                                "the job's error could not be stored ({e}); see the worker's log"
-                            ));
-                            record_until_written(&pool, &[&plain]).await
-                        }
-                        Err(_) => record_until_written(&pool, &[run]).await,
-                    };
-                    held.extend(written);
+                    held.extend(record_alone(&pool, run).await);
                 }
                 held
             }
@@ -610,6 +599,21 @@ async fn write_results(pool: PgPool, mut rx: mpsc::Receiver<(Finished, oneshot::
             }
             let _ = done.send(());
         }
+    }
+}
+
+/// Writes one result; if the database refuses it, the same outcome without its error text.
+async fn record_alone(pool: &PgPool, run: &Finished) -> Vec<String> {
+    match record(pool, &[run]).await {
+        Ok(held) => held,
+        Err(sqlx::Error::Database(e)) if run.error.is_some() => {
+            tracing::error!(job_id = %run.id, error = %e, original = ?run.error, "the database refused this job's error text; storing the outcome without it");
+            let plain = run.with_error(format!(
+                "the job's error could not be stored ({e}); see the worker's log"
+            ));
+            record_until_written(pool, &[&plain]).await
+        }
+        Err(_) => record_until_written(pool, &[run]).await,
     }
 }
 
