@@ -105,21 +105,51 @@ impl Job for Slow {
     }
 }
 
-/// Fails fatally with the message it carries.
+/// Succeeds, or fails fatally with the message it carries: good and bad results of one queue,
+/// so they can share a batch of results.
 #[derive(Serialize, Deserialize)]
-struct FailsWith {
-    message: String,
+struct Ends {
+    fail_with: Option<String>,
+    retryable: bool,
     origin: Origin,
 }
 
-impl Job for FailsWith {
-    const QUEUE: &'static str = "test.fails_with";
+impl Job for Ends {
+    const QUEUE: &'static str = "test.ends";
     const MAX_ATTEMPTS: u32 = 3;
     fn origin(&self) -> &Origin {
         &self.origin
     }
     async fn handle(self, _: &JobContext) -> Result<(), JobError> {
-        Err(std::io::Error::other(self.message)).fatal()
+        match (self.fail_with, self.retryable) {
+            (Some(message), true) => Err(std::io::Error::other(message)).retryable(),
+            (Some(message), false) => Err(std::io::Error::other(message)).fatal(),
+            (None, _) => Ok(()),
+        }
+    }
+}
+
+fn ok(origin: &Origin) -> Ends {
+    Ends {
+        fail_with: None,
+        retryable: false,
+        origin: origin.clone(),
+    }
+}
+
+fn fails(message: &str, origin: &Origin) -> Ends {
+    Ends {
+        fail_with: Some(message.into()),
+        retryable: false,
+        origin: origin.clone(),
+    }
+}
+
+fn retries(message: &str, origin: &Origin) -> Ends {
+    Ends {
+        fail_with: Some(message.into()),
+        retryable: true,
+        origin: origin.clone(),
     }
 }
 
@@ -127,7 +157,7 @@ fn test_registry() -> Registry {
     let mut r = Registry::default();
     r.register::<Flaky>()
         .register::<Doomed>()
-        .register::<FailsWith>()
+        .register::<Ends>()
         .register::<Panicky>()
         .register::<Slow>();
     r
@@ -323,40 +353,18 @@ async fn results_of_many_jobs_of_one_event_add_up_on_the_event() {
     let (_db, ctx) = setup().await;
     let all_ok = event_with_jobs(&ctx, 40).await;
     let one_fails = event_with_jobs(&ctx, 5).await;
-    for i in 0..40 {
-        let origin = all_ok.clone();
-        push(
-            &ctx,
-            &Flaky {
-                key: format!("ok{i}"),
-                fail_times: 0,
-                origin,
-            },
-        )
-        .await;
+    for _ in 0..40 {
+        push(&ctx, &ok(&all_ok)).await;
     }
-    for i in 0..4 {
-        let origin = one_fails.clone();
-        push(
-            &ctx,
-            &Flaky {
-                key: format!("f{i}"),
-                fail_times: 0,
-                origin,
-            },
-        )
-        .await;
-    }
-    push(
-        &ctx,
-        &Doomed {
-            origin: one_fails.clone(),
-        },
-    )
-    .await;
-
+    push(&ctx, &ok(&one_fails)).await;
+    push(&ctx, &retries("zz: a transient failure", &one_fails)).await;
+    push(&ctx, &fails("invalid data", &one_fails)).await;
+    push(&ctx, &ok(&one_fails)).await;
     let report = drain(&ctx, &test_registry()).await.unwrap();
-    assert_eq!((report.succeeded, report.killed), (44, 1));
+    assert_eq!(
+        (report.succeeded, report.retrying, report.killed),
+        (42, 1, 1)
+    );
     let pending = |o: Origin| {
         let pool = ctx.pool.clone();
         async move {
@@ -375,9 +383,17 @@ async fn results_of_many_jobs_of_one_event_add_up_on_the_event() {
     );
     assert_eq!(pending(all_ok).await, 0);
     let (status, attempts, err) = event_state(&ctx, &one_fails).await;
-    assert_eq!((status.as_str(), attempts), ("failed", 5));
-    assert!(err.unwrap().contains("invalid data"));
-    assert_eq!(pending(one_fails).await, 1, "the failed job is still owed");
+    assert_eq!((status.as_str(), attempts), ("failed", 4));
+    let err = err.unwrap();
+    assert!(
+        err.contains("invalid data"),
+        "the error that failed the event is kept, not the retry's: {err}"
+    );
+    assert_eq!(
+        pending(one_fails).await,
+        3,
+        "two finished, three still owed"
+    );
 }
 
 /// Postgres text cannot hold NUL. A handler error containing one is stored with a replacement
@@ -386,27 +402,10 @@ async fn results_of_many_jobs_of_one_event_add_up_on_the_event() {
 async fn an_error_message_with_a_nul_byte_is_stored_and_does_not_block_other_results() {
     let (_db, ctx) = setup().await;
     let origin = event(&ctx).await;
-    let bad = push(
-        &ctx,
-        &FailsWith {
-            message: "bad\0byte".into(),
-            origin: origin.clone(),
-        },
-    )
-    .await;
+    let bad = push(&ctx, &fails("bad\0byte", &origin)).await;
     let mut good = Vec::new();
-    for i in 0..10 {
-        good.push(
-            push(
-                &ctx,
-                &Flaky {
-                    key: format!("g{i}"),
-                    fail_times: 0,
-                    origin: Origin::system(),
-                },
-            )
-            .await,
-        );
+    for _ in 0..10 {
+        good.push(push(&ctx, &ok(&Origin::system())).await);
     }
     let report = tokio::time::timeout(Duration::from_secs(60), drain(&ctx, &test_registry()))
         .await
@@ -639,12 +638,14 @@ async fn the_queue_table_carries_each_index_once() {
 
 /// A result the database refuses (here: a trigger rejecting one error text) is written one at
 /// a time: the outcome is kept without the text, and the results beside it are not held up.
+/// One it refuses in any form is given up: the job stays claimed, for orphan recovery.
 #[tokio::test]
 async fn a_result_the_database_refuses_keeps_its_outcome_and_holds_up_nothing() {
     let (_db, ctx) = setup().await;
     sqlx::raw_sql(
         "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-           IF NEW.last_error LIKE '%refuse me%' THEN RAISE EXCEPTION 'refused by a test trigger'; END IF; \
+           IF NEW.last_error LIKE '%refuse me%' OR NEW.event_type = 'refuse-all' THEN \
+             RAISE EXCEPTION 'refused by a test trigger'; END IF; \
            RETURN NEW; END $$; \
          CREATE TRIGGER refuse BEFORE UPDATE ON webhook_events FOR EACH ROW EXECUTE FUNCTION refuse();",
     )
@@ -652,28 +653,32 @@ async fn a_result_the_database_refuses_keeps_its_outcome_and_holds_up_nothing() 
     .await
     .unwrap();
     let origin = event(&ctx).await;
-    let bad = push(
-        &ctx,
-        &FailsWith {
-            message: "refuse me".into(),
-            origin: origin.clone(),
-        },
-    )
-    .await;
+    let bad = push(&ctx, &fails("refuse me", &origin)).await;
+    // An event whose every update the trigger refuses: its job's result cannot be written at
+    // all, with or without an error text.
+    let hopeless = new_svix_id();
+    sqlx::query("INSERT INTO webhook_events (svix_id, event_type, payload, status, pending_jobs) VALUES ($1, 'refuse-all', '{}', 'queued', 1)")
+        .bind(&hopeless)
+        .execute(&ctx.pool)
+        .await
+        .unwrap();
+    let hopeless_origin = Origin {
+        svix_id: Some(SvixId::parse(&hopeless).unwrap()),
+        ..Origin::system()
+    };
+    let stuck = push(&ctx, &ok(&hopeless_origin)).await;
     let mut good = Vec::new();
-    for i in 0..10 {
-        let job = Flaky {
-            key: format!("g{i}"),
-            fail_times: 0,
-            origin: event(&ctx).await,
-        };
-        good.push((push(&ctx, &job).await, job.origin));
+    for _ in 0..10 {
+        let origin = event(&ctx).await;
+        good.push((push(&ctx, &ok(&origin)).await, origin));
     }
     let report = tokio::time::timeout(Duration::from_secs(60), drain(&ctx, &test_registry()))
         .await
-        .expect("every result is written")
+        .expect("no result waits for one the database refuses")
         .unwrap();
-    assert_eq!((report.succeeded, report.killed), (10, 1));
+    assert_eq!((report.succeeded, report.killed), (11, 1));
+    // The hopeless one is not lost: it stays claimed, and runs again once this worker is gone.
+    assert_eq!(job_row(&ctx, &stuck).await.status, "Running");
     for (id, origin) in &good {
         assert_eq!(job_row(&ctx, id).await.status, "Done");
         assert_eq!(event_state(&ctx, origin).await.0, "processed");

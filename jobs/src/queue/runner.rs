@@ -122,11 +122,14 @@ impl WorkerPool {
         let (recorder, writer) = Recorder::spawn(pool.clone());
         let mut tasks = JoinSet::new();
         tasks.spawn(wake::listen(pool.clone(), wakers.clone(), stop_rx.clone()));
-        tasks.spawn(heartbeat(
+        // Heartbeats go on until every running job's result is written: a worker that stopped
+        // beating while still finishing jobs would look dead and have them taken over.
+        let (beat_stop_tx, beat_stop_rx) = watch::channel(false);
+        let beating = tokio::spawn(heartbeat(
             pool.clone(),
             ids.clone(),
             self.settings.clone(),
-            stop_rx.clone(),
+            beat_stop_rx,
         ));
         for entry in self.registry.entries() {
             let lp = QueueLoop {
@@ -141,6 +144,7 @@ impl WorkerPool {
         }
 
         shutdown.await;
+        let deadline = tokio::time::Instant::now() + self.settings.shutdown_grace;
         tracing::info!("shutdown requested: finishing running jobs");
         let _ = stop_tx.send(true);
         drop(recorder);
@@ -148,12 +152,13 @@ impl WorkerPool {
         // Every queue loop has ended, so the writer ends once it has written what they handed
         // over, unless the database is unreachable: then orphan recovery has those jobs.
         let abort = writer.abort_handle();
-        if tokio::time::timeout(self.settings.shutdown_grace, writer)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout_at(deadline, writer).await.is_err() {
             abort.abort();
         }
+        // Stopped rather than awaited: with the database unreachable, a beat could take as
+        // long as the pool's acquire timeout.
+        let _ = beat_stop_tx.send(true);
+        beating.abort();
         // Anything still locked by us is now abandoned: let live workers take it at once.
         let names: Vec<String> = ids.into_iter().map(|(id, _)| id).collect();
         let _ = sqlx::query("UPDATE apalis.workers SET last_seen = 'epoch' WHERE id = ANY($1)")
@@ -573,25 +578,25 @@ async fn write_results(pool: PgPool, mut rx: mpsc::Receiver<(Finished, oneshot::
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         let runs: Vec<&Finished> = batch.iter().map(|(f, _)| f).collect();
-        let held = match record(&pool, &runs).await {
+        let mut given_up = Vec::new();
+        let held = match write_retrying(&pool, &runs).await {
             Ok(held) => held,
-            // A statement the database refuses (not a lost connection) fails the whole batch:
-            // write the results one at a time, so one bad row cannot hold up the others.
-            Err(sqlx::Error::Database(e)) => {
+            // One refused row fails the whole statement: write the results one at a time, so
+            // it cannot hold up the others.
+            Err(e) => {
                 tracing::warn!(error = %e, results = runs.len(), "the database refused a batch of job results; recording them one by one");
                 let mut held = Vec::new();
                 for run in runs {
-                    held.extend(record_alone(&pool, run).await);
+                    match write_alone(&pool, run).await {
+                        Some(h) => held.extend(h),
+                        None => given_up.push(run.id.clone()),
+                    }
                 }
                 held
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "recording job results failed; retrying");
-                record_until_written(&pool, &runs).await
-            }
         };
         for (run, done) in batch.drain(..) {
-            if !held.contains(&run.id) {
+            if !held.contains(&run.id) && !given_up.contains(&run.id) {
                 tracing::warn!(
                     job_id = %run.id,
                     "job no longer held by this worker; result not recorded"
@@ -602,30 +607,51 @@ async fn write_results(pool: PgPool, mut rx: mpsc::Receiver<(Finished, oneshot::
     }
 }
 
-/// Writes one result; if the database refuses it, the same outcome without its error text.
-async fn record_alone(pool: &PgPool, run: &Finished) -> Vec<String> {
-    match record(pool, &[run]).await {
-        Ok(held) => held,
-        Err(sqlx::Error::Database(e)) if run.error.is_some() => {
-            tracing::error!(job_id = %run.id, error = %e, original = ?run.error, "the database refused this job's error text; storing the outcome without it");
-            let plain = run.with_error(format!(
-                "the job's error could not be stored ({e}); see the worker's log"
-            ));
-            record_until_written(pool, &[&plain]).await
-        }
-        Err(_) => record_until_written(pool, &[run]).await,
-    }
+/// Whether the database refuses these values for good (a data error, a constraint, a trigger's
+/// exception), as opposed to being unreachable, restarting, read-only or in a deadlock: those
+/// pass, so the same write is retried.
+fn refused(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    db.code()
+        .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("P0"))
 }
 
-/// The results are known; only the database is missing. Keep trying (the jobs stay locked by
-/// this live worker meanwhile, so nothing else would ever record them): a database restart
-/// must not leave them `Running` for good. If this process dies or shuts down first, orphan
-/// recovery runs the jobs again (handlers are idempotent).
-async fn record_until_written(pool: &PgPool, runs: &[&Finished]) -> Vec<String> {
+/// Writes one result the database refused in a batch. If it refuses it alone too, the same
+/// outcome without its error text; if it refuses even that, gives up (None): the job stays
+/// `Running` under this worker, which is logged as an error, and orphan recovery runs it again
+/// once this process is gone. Nothing else waits for it meanwhile.
+async fn write_alone(pool: &PgPool, run: &Finished) -> Option<Vec<String>> {
+    let mut e = match write_retrying(pool, &[run]).await {
+        Ok(held) => return Some(held),
+        Err(e) => e,
+    };
+    if run.error.is_some() {
+        tracing::error!(job_id = %run.id, error = %e, original = ?run.error, "the database refused this job's error text; storing the outcome without it");
+        let plain = run.with_error(format!(
+            "the job's error could not be stored ({e}); see the worker's log"
+        ));
+        match write_retrying(pool, &[&plain]).await {
+            Ok(held) => return Some(held),
+            Err(again) => e = again,
+        }
+    }
+    tracing::error!(job_id = %run.id, error = %e, outcome = run.outcome_name(), "the database refuses this job's result; it stays Running until this worker process stops, then runs again elsewhere");
+    None
+}
+
+/// Writes `runs`. The results are known; only the database is missing: keep trying while it
+/// is unreachable or busy (the jobs stay locked by this live worker meanwhile, so nothing else
+/// would ever record them), so a database restart never leaves them `Running` for good. If
+/// this process dies or shuts down first, orphan recovery runs the jobs again (handlers are
+/// idempotent). Fails only when the database [`refused`] the values.
+async fn write_retrying(pool: &PgPool, runs: &[&Finished]) -> Result<Vec<String>, sqlx::Error> {
     let mut wait = Duration::from_millis(250);
     loop {
         match record(pool, runs).await {
-            Ok(held) => return held,
+            Ok(held) => return Ok(held),
+            Err(e) if refused(&e) => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, ?wait, "recording job results failed; retrying");
                 tokio::time::sleep(wait).await;
@@ -638,7 +664,9 @@ async fn record_until_written(pool: &PgPool, runs: &[&Finished]) -> Vec<String> 
 /// Writes results and their webhook events' progress in ONE statement, for the jobs each run's
 /// worker still holds (a job recovered from us and taken by another worker is theirs to
 /// record). Returns the ids written. Several results of one event are summed: attempts,
-/// finished jobs; any final failure marks the event failed.
+/// finished jobs; any final failure marks the event failed, and its error is the one kept.
+/// Event rows are locked in svix-id order first, so two processes writing results of the same
+/// events wait for each other instead of deadlocking.
 async fn record(pool: &PgPool, runs: &[&Finished]) -> Result<Vec<String>, sqlx::Error> {
     const SQL: &str = "\
         WITH r AS (\
@@ -655,19 +683,25 @@ async fn record(pool: &PgPool, runs: &[&Finished]) -> Result<Vec<String>, sqlx::
         per_event AS (\
           SELECT svix_id, count(*)::int AS runs, \
                  count(*) FILTER (WHERE outcome = 'succeeded')::int AS ok, \
-                 bool_or(outcome IN ('exhausted', 'killed')) AS failed, max(error) AS error \
+                 bool_or(outcome IN ('exhausted', 'killed')) AS failed, \
+                 (array_agg(error ORDER BY outcome IN ('exhausted', 'killed') DESC) \
+                    FILTER (WHERE error IS NOT NULL))[1] AS error \
           FROM done WHERE svix_id IS NOT NULL GROUP BY svix_id), \
+        locked AS MATERIALIZED (\
+          SELECT w.svix_id FROM webhook_events AS w JOIN per_event USING (svix_id) \
+          ORDER BY w.svix_id FOR NO KEY UPDATE OF w), \
         events AS (\
           UPDATE webhook_events AS w SET attempts = w.attempts + e.runs, \
             pending_jobs = GREATEST(w.pending_jobs - e.ok, 0), \
-            last_error = COALESCE(e.error, w.last_error), \
+            last_error = CASE WHEN w.status = 'failed' AND NOT e.failed THEN w.last_error \
+                              ELSE COALESCE(e.error, w.last_error) END, \
             status = CASE WHEN e.failed THEN 'failed' \
                           WHEN e.ok > 0 AND w.status = 'queued' AND w.pending_jobs <= e.ok THEN 'processed' \
                           ELSE w.status END, \
             processed_at = CASE WHEN NOT e.failed AND e.ok > 0 AND w.status = 'queued' \
                                      AND w.pending_jobs <= e.ok THEN now() \
                                 ELSE w.processed_at END \
-          FROM per_event AS e WHERE w.svix_id = e.svix_id) \
+          FROM per_event AS e JOIN locked USING (svix_id) WHERE w.svix_id = e.svix_id) \
         SELECT id, CASE WHEN announce THEN pg_notify($10, id)::text END AS announced FROM done";
     let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     let workers: Vec<&str> = runs.iter().map(|r| r.worker.as_str()).collect();
