@@ -43,7 +43,7 @@ pub async fn apply(
 ) -> Result<UpsertOutcome, JobError> {
     let mut tx = ctx.pool.begin().await?;
     let mut woken: Vec<&'static str> = Vec::new();
-    let outcome = users::upsert_user(&mut tx, snap, origin).await?;
+    let users::Upserted { outcome, has_email } = users::upsert_user(&mut tx, snap, origin).await?;
     if ctx.clerk.is_some() && !matches!(outcome, UpsertOutcome::Stale(_)) {
         let (live, role): (bool, String) =
             sqlx::query_as("SELECT deleted_at IS NULL, role FROM users WHERE id = $1")
@@ -76,21 +76,13 @@ pub async fn apply(
         )
         .await?;
     }
-    if new_user && ctx.mailer.is_some() {
-        let has_email: bool = sqlx::query_scalar(
-            "SELECT email IS NOT NULL AND deleted_at IS NULL FROM users WHERE id = $1",
-        )
-        .bind(outcome.user_id())
-        .fetch_one(&mut *tx)
-        .await?;
-        if has_email {
-            let job = SendWelcomeEmail {
-                clerk_user_id: snap.clerk_user_id.clone(),
-                origin: origin.clone(),
-            };
-            queue::enqueue_one(&mut tx, &job, None).await.retryable()?;
-            woken.push(SendWelcomeEmail::QUEUE);
-        }
+    if new_user && has_email && ctx.mailer.is_some() {
+        let job = SendWelcomeEmail {
+            clerk_user_id: snap.clerk_user_id.clone(),
+            origin: origin.clone(),
+        };
+        queue::enqueue_one(&mut tx, &job, None).await.retryable()?;
+        woken.push(SendWelcomeEmail::QUEUE);
     }
     tx.commit().await?;
     ctx.notifier.wake_all(woken);

@@ -58,27 +58,28 @@ impl Job for SendWelcomeEmail {
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("no mailer configured"))
             .fatal()?;
-        let user: Option<(uuid::Uuid, Option<String>, Option<String>)> =
-            sqlx::query_as("SELECT id, email, first_name FROM users WHERE clerk_user_id = $1 AND deleted_at IS NULL")
-                .bind(self.clerk_user_id.as_str())
-                .fetch_optional(&ctx.pool)
-                .await?;
-        let Some((user_id, Some(email), first_name)) = user else {
-            return Ok(()); // deleted, or no address any more: nothing to send
-        };
-        // Claim (or take over an expired claim); committed before sending.
-        let claimed: Option<i32> = sqlx::query_scalar(
-            "INSERT INTO sent_emails (user_id, kind, recipient, status, claimed_at) VALUES ($1, $2, $3, 'sending', now()) \
-             ON CONFLICT (user_id, kind) DO UPDATE SET claimed_at = now(), claims = sent_emails.claims + 1, recipient = EXCLUDED.recipient \
-             WHERE sent_emails.status = 'sending' AND (sent_emails.claimed_at IS NULL OR sent_emails.claimed_at < now() - make_interval(secs => $4)) \
-             RETURNING claims",
+        // The recipient and the claim (or the take-over of an expired claim) in one statement,
+        // committed before sending. No row: deleted, or no address any more: nothing to send.
+        let row: Option<(uuid::Uuid, String, Option<String>, Option<i32>)> = sqlx::query_as(
+            "WITH u AS (SELECT id, email, first_name FROM users \
+                        WHERE clerk_user_id = $1 AND deleted_at IS NULL AND email IS NOT NULL), \
+             claim AS (INSERT INTO sent_emails (user_id, kind, recipient, status, claimed_at) \
+                       SELECT id, $2, email, 'sending', now() FROM u \
+                       ON CONFLICT (user_id, kind) DO UPDATE SET claimed_at = now(), \
+                         claims = sent_emails.claims + 1, recipient = EXCLUDED.recipient \
+                       WHERE sent_emails.status = 'sending' AND (sent_emails.claimed_at IS NULL \
+                         OR sent_emails.claimed_at < now() - make_interval(secs => $3)) \
+                       RETURNING claims) \
+             SELECT id, email, first_name, (SELECT claims FROM claim) FROM u",
         )
-        .bind(user_id)
+        .bind(self.clerk_user_id.as_str())
         .bind(KIND)
-        .bind(&email)
         .bind(LEASE.as_secs_f64())
         .fetch_optional(&ctx.pool)
         .await?;
+        let Some((user_id, email, first_name, claimed)) = row else {
+            return Ok(());
+        };
         if claimed.is_none() {
             let (sent, lease_left): (bool, f64) = sqlx::query_as(
                 "SELECT status = 'sent', \

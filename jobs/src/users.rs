@@ -34,6 +34,13 @@ impl UpsertOutcome {
     }
 }
 
+/// What an upsert did, and whether the row now holds a live address (a welcome email can go).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upserted {
+    pub outcome: UpsertOutcome,
+    pub has_email: bool,
+}
+
 /// What a soft delete did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteOutcome {
@@ -70,7 +77,7 @@ pub async fn upsert_user(
     conn: &mut PgConnection,
     snap: &UserSnapshot,
     origin: &Origin,
-) -> Result<UpsertOutcome, sqlx::Error> {
+) -> Result<Upserted, sqlx::Error> {
     let cid = &snap.clerk_user_id;
     lock_clerk_id(conn, cid).await?;
     let existing: Option<Stored> = sqlx::query_as(
@@ -84,7 +91,10 @@ pub async fn upsert_user(
 
     if let Some(row) = &existing {
         if row.clerk_updated_at.is_some_and(|v| v >= snap.updated_at) {
-            return Ok(UpsertOutcome::Stale(row.id));
+            return Ok(Upserted {
+                outcome: UpsertOutcome::Stale(row.id),
+                has_email: row.email.is_some() && !row.deleted,
+            });
         }
     }
     let live = existing.as_ref().is_none_or(|r| !r.deleted);
@@ -118,11 +128,11 @@ pub async fn upsert_user(
     static WRITE: LazyLock<[String; 2]> = LazyLock::new(|| {
         let write = |row: &str| {
             format!(
-                "WITH u AS ({row} RETURNING id), \
+                "WITH u AS ({row} RETURNING id, email IS NOT NULL AND deleted_at IS NULL AS has_email), \
                  m AS (UPDATE memberships SET user_id = (SELECT id FROM u) \
                        WHERE clerk_user_id = $2 AND user_id IS NULL), \
                  a AS ({}) \
-                 SELECT id FROM u",
+                 SELECT id, has_email FROM u",
                 audit::insert_sql(11)
             )
         };
@@ -150,10 +160,11 @@ pub async fn upsert_user(
         .bind(&snap.image_url)
         .bind(snap.role.as_str())
         .bind(snap.updated_at);
-    let id: Uuid = audit::bind(query, origin, action, cid.as_str(), details)
+    let written = audit::bind(query, origin, action, cid.as_str(), details)
         .fetch_one(&mut *conn)
-        .await?
-        .get(0);
+        .await?;
+    let id: Uuid = written.get(0);
+    let has_email: bool = written.get(1);
     let outcome = outcome(id);
     if let Some(row) = existing
         .as_ref()
@@ -176,7 +187,7 @@ pub async fn upsert_user(
         )
         .await?;
     }
-    Ok(outcome)
+    Ok(Upserted { outcome, has_email })
 }
 
 enum Claim {

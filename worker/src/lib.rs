@@ -73,8 +73,10 @@ impl WorkerConfig {
                 });
             }
         }
-        // Each queue's running jobs hold at most one connection each, plus fetch, heartbeat
-        // and the listener: size the pool so jobs never wait on it.
+        // Room for one busy queue's jobs, the urgent lane, fetching, heartbeats and the
+        // listener. With several queues busy at once jobs may wait for a connection; on a
+        // small database host more concurrent statements only add contention (bench/run with
+        // a pool of 40 instead of 24 was no faster).
         if env.optional("DATABASE_MAX_CONNECTIONS").is_none() {
             database.max_connections =
                 ((settings.concurrency + settings.urgent_concurrency) as u32 + 4).min(64);
