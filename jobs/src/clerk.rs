@@ -19,6 +19,19 @@ pub enum ParseError {
     },
     #[error("`{event_type}` carries an invalid id: {source}")]
     Id { event_type: String, source: IdError },
+    #[error(
+        "body contains the escape \\u0000 (NUL), which PostgreSQL text and jsonb cannot store"
+    )]
+    Nul,
+}
+
+/// Whether a JSON text contains a `\u0000` escape (a NUL in some string), rather than an
+/// escaped backslash followed by `u0000`.
+pub fn has_nul_escape(body: &[u8]) -> bool {
+    const ESCAPE: &[u8] = b"\\u0000";
+    body.windows(ESCAPE.len()).enumerate().any(|(i, w)| {
+        w == ESCAPE && body[..i].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 0
+    })
 }
 
 /// Where an event came from, as Clerk reports it (`event_attributes.http_request`).
@@ -143,6 +156,9 @@ struct EventAttributes {
 impl ClerkEvent {
     /// Parses the raw body of a verified delivery.
     pub fn parse(body: &[u8]) -> Result<Self, ParseError> {
+        if has_nul_escape(body) {
+            return Err(ParseError::Nul);
+        }
         let env: Envelope = serde_json::from_slice(body).map_err(ParseError::Envelope)?;
         let data_err = |source| ParseError::Data {
             event_type: env.event_type.clone(),
@@ -340,6 +356,34 @@ impl ClerkUser {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn nul_escapes_are_told_from_escaped_backslashes() {
+        let cases: &[(&str, &[u8], bool)] = &[
+            ("none", br#"{"a":"b"}"#, false),
+            ("NUL escape", br#"{"a":"x\u0000y"}"#, true),
+            (
+                "escaped backslash, then u0000",
+                br#"{"a":"x\\u0000y"}"#,
+                false,
+            ),
+            (
+                "escaped backslash, then a NUL escape",
+                br#"{"a":"x\\\u0000"}"#,
+                true,
+            ),
+            ("another escape", br#"{"a":"\u0001"}"#, false),
+            ("at the very start", br#"\u0000"#, true),
+        ];
+        for (name, body, want) in cases {
+            assert_eq!(has_nul_escape(body), *want, "{name}");
+        }
+        assert!(matches!(
+            ClerkEvent::parse(br#"{"type":"x","data":{"n":"\u0000"},"timestamp":1}"#),
+            Err(ParseError::Nul)
+        ));
+    }
+
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {

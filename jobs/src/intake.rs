@@ -84,16 +84,23 @@ pub async fn reject(
     body: &[u8],
     reason: &str,
 ) -> Result<bool, sqlx::Error> {
-    // The payload column is jsonb: keep valid JSON as is, wrap anything else as text.
-    let payload = match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(v) => v,
-        Err(_) => serde_json::json!({ "raw": String::from_utf8_lossy(body) }),
+    // The payload column is jsonb: keep valid JSON as is, wrap anything else as text. jsonb
+    // cannot hold NUL: JSON with a \u0000 escape is kept as text (where the escape is just six
+    // characters), and raw NUL bytes become U+FFFD.
+    let parsed = if crate::clerk::has_nul_escape(body) {
+        None
+    } else {
+        serde_json::from_slice::<serde_json::Value>(body).ok()
     };
+    let payload = parsed.unwrap_or_else(
+        || serde_json::json!({ "raw": String::from_utf8_lossy(body).replace('\0', "\u{FFFD}") }),
+    );
     let event_type = payload
         .get("type")
         .and_then(|t| t.as_str())
         .unwrap_or("unknown")
         .chars()
+        .filter(|&c| c != '\0')
         .take(200)
         .collect::<String>();
     let r = sqlx::query(

@@ -227,6 +227,13 @@ async fn signed_but_unparseable_bodies_are_400_and_recorded_as_rejected() {
             br#"{"type":"user.deleted","data":{"deleted":true},"timestamp":1}"#,
             "does not match Clerk's schema",
         ),
+        // Valid JSON, but Postgres text and jsonb cannot hold a NUL.
+        (
+            "NUL escape in a name",
+            br#"{"type":"user.created","data":{"id":"user_1","first_name":"a\u0000b","updated_at":1},"timestamp":1}"#,
+            "(NUL)",
+        ),
+        ("raw NUL byte", b"{\"type\":\"user.created\0\"}", "not a JSON Clerk event envelope"),
     ];
     for (name, body, want) in cases {
         let id = new_svix_id();
