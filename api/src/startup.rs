@@ -26,6 +26,8 @@ pub struct AppState {
     pub job_waiters: JobWaiters,
     /// Wakes the workers after a commit that enqueued jobs.
     pub notifier: jobs::queue::Notifier,
+    /// Stores webhook deliveries, those of concurrent requests together.
+    pub intake: jobs::intake::Intake,
     pub setup: routes::setup::SetupPage,
     pub ip_filter: crate::ip_filter::IpFilter,
     /// `ADMIN_TOKEN` for the operator routes.
@@ -71,8 +73,10 @@ impl Application {
         if !config.clerk_api_enabled {
             tracing::info!("CLERK_SECRET_KEY not set: the dashboard fallback cannot fetch users");
         }
+        let notifier = jobs::queue::Notifier::new(pool.clone());
         let state = AppState {
-            notifier: jobs::queue::Notifier::new(pool.clone()),
+            intake: jobs::intake::Intake::spawn(pool.clone(), notifier.clone()),
+            notifier,
             pool,
             verifier: config.verifier,
             body_limit: config.body_limit,

@@ -31,6 +31,17 @@ pub fn pool(config: &DatabaseConfig) -> Result<PgPool, DbError> {
         .connect_lazy_with(options.application_name("authsync")))
 }
 
+/// Whether the database refuses these values for good (a data error, a constraint, a trigger's
+/// exception), as opposed to being unreachable, restarting, read-only or in a deadlock: then
+/// the same write may succeed when tried again.
+pub fn refused(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    db.code()
+        .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("P0"))
+}
+
 /// The app's own migrations, embedded.
 pub fn app_migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate!("../migrations")

@@ -1,12 +1,14 @@
 //! Intake: a verified, parsed webhook becomes a `webhook_events` row and its jobs in ONE
-//! transaction, so a 2xx is only ever sent for an event that is durable with its work.
+//! statement, so a 2xx is only ever sent for an event that is durable with its work.
 
 use crate::clerk::ClerkEvent;
 use crate::ids::SvixId;
 use crate::planner;
 use crate::queue::{self, EnqueueError};
 use sqlx::{PgPool, Row};
-use std::sync::LazyLock;
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
+use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
 /// What happened to a delivery.
@@ -25,16 +27,121 @@ pub enum IntakeOutcome {
 pub enum IntakeError {
     #[error("database error during intake")]
     Database(#[from] sqlx::Error),
+    /// The statement that carried this delivery with others failed (each of them gets it).
+    #[error("database error during intake")]
+    Shared(#[source] Arc<sqlx::Error>),
     #[error("enqueueing the event's jobs failed")]
     Enqueue(#[from] EnqueueError),
+    #[error("the intake writer has stopped")]
+    Stopped,
+}
+
+/// One verified, parsed delivery, ready to be stored.
+struct Delivery {
+    svix_id: SvixId,
+    event_type: String,
+    body: String,
+    /// Its planned jobs, as `apalis.jobs` rows (none: the event is `ignored`).
+    rows: queue::Rows,
+    queues: Vec<&'static str>,
+}
+
+impl Delivery {
+    fn new(
+        svix_id: &SvixId,
+        event: &ClerkEvent,
+        body: &str,
+        request_id: Option<&str>,
+    ) -> Result<Self, IntakeError> {
+        let jobs = planner::plan(svix_id, event);
+        Ok(Self {
+            svix_id: svix_id.clone(),
+            event_type: event.event_type.clone(),
+            body: body.to_owned(),
+            rows: queue::Rows::planned(&jobs, request_id)?,
+            queues: jobs.iter().map(|j| j.queue()).collect(),
+        })
+    }
+
+    fn outcome(&self, inserted: &[String]) -> IntakeOutcome {
+        if !inserted.iter().any(|s| s == self.svix_id.as_str()) {
+            IntakeOutcome::Duplicate
+        } else if self.queues.is_empty() {
+            IntakeOutcome::Ignored
+        } else {
+            IntakeOutcome::Accepted {
+                job_ids: self.rows.ids().to_vec(),
+            }
+        }
+    }
+}
+
+/// Stores deliveries (sorted by svix-id, at most one per svix-id) and their jobs in ONE
+/// statement, committed alone: each event row, and the job rows of exactly the events that
+/// were new. Returns the svix-ids stored; the others were stored before.
+async fn store(pool: &PgPool, deliveries: &[&Delivery]) -> Result<Vec<String>, sqlx::Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH ev AS (\
+               INSERT INTO webhook_events (svix_id, event_type, payload, status, pending_jobs, processed_at) \
+               SELECT e.svix_id, e.event_type, e.payload::jsonb, e.status, e.pending_jobs, \
+                      CASE WHEN e.status = 'ignored' THEN now() END \
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[]) \
+                 AS e (svix_id, event_type, payload, status, pending_jobs) \
+               ON CONFLICT (svix_id) DO NOTHING RETURNING svix_id), \
+             queued AS ({} WHERE r.metadata -> 'svix_id' IN (SELECT svix_id FROM ev)) \
+             SELECT svix_id FROM ev",
+            queue::insert_jobs_sql(6)
+        )
+    });
+    let mut rows = queue::Rows::default();
+    for d in deliveries {
+        rows.extend(&d.rows);
+    }
+    let query = sqlx::query(SQL.as_str())
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| d.svix_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| d.event_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| d.body.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| {
+                    if d.queues.is_empty() {
+                        "ignored"
+                    } else {
+                        "queued"
+                    }
+                })
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| d.queues.len() as i32)
+                .collect::<Vec<_>>(),
+        );
+    let stored = rows.bind(query).fetch_all(pool).await?;
+    Ok(stored.iter().map(|r| r.get(0)).collect())
 }
 
 /// Records the event and enqueues its planned jobs atomically, then wakes the workers.
-/// `body` is the verified raw body.
-///
-/// One statement, committed on its own: the event row and, only when that row is new, its job
-/// rows. One round trip instead of four (BEGIN, two inserts, COMMIT) is what the api and the
-/// database each spend most of their time on per delivery (BENCHMARKS.md).
+/// `body` is the verified raw body. The api goes through [`Intake`], which stores the
+/// deliveries of concurrent requests together; this stores one on its own.
 pub async fn accept(
     pool: &PgPool,
     notifier: &queue::Notifier,
@@ -43,37 +150,152 @@ pub async fn accept(
     body: &str,
     request_id: Option<&str>,
 ) -> Result<IntakeOutcome, IntakeError> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "WITH ev AS (\
-               INSERT INTO webhook_events (svix_id, event_type, payload, status, pending_jobs, processed_at) \
-               VALUES ($1, $2, $3::jsonb, $4, $5, CASE WHEN $4 = 'ignored' THEN now() END) \
-               ON CONFLICT (svix_id) DO NOTHING RETURNING 1), \
-             queued AS ({} WHERE EXISTS (SELECT FROM ev)) \
-             SELECT EXISTS (SELECT FROM ev)",
-            queue::insert_jobs_sql(6)
-        )
-    });
-    let jobs = planner::plan(svix_id, event);
-    let rows = queue::Rows::planned(&jobs, request_id)?;
-    let status = if jobs.is_empty() { "ignored" } else { "queued" };
-    let query = sqlx::query(SQL.as_str())
-        .bind(svix_id.as_str())
-        .bind(&event.event_type)
-        .bind(body)
-        .bind(status)
-        .bind(jobs.len() as i32);
-    let inserted: bool = rows.bind(query).fetch_one(pool).await?.get(0);
-    if !inserted {
-        return Ok(IntakeOutcome::Duplicate);
+    let delivery = Delivery::new(svix_id, event, body, request_id)?;
+    let inserted = store(pool, &[&delivery]).await?;
+    let outcome = delivery.outcome(&inserted);
+    if matches!(outcome, IntakeOutcome::Accepted { .. }) {
+        notifier.wake_all(delivery.queues.iter().copied());
     }
-    if jobs.is_empty() {
-        return Ok(IntakeOutcome::Ignored);
+    Ok(outcome)
+}
+
+/// Most deliveries stored by one statement.
+const INTAKE_BATCH: usize = 128;
+
+type Reply = oneshot::Sender<Result<IntakeOutcome, IntakeError>>;
+
+/// Stores the deliveries of concurrent requests together: one writer per api process takes
+/// every delivery that arrived while its previous statement was in flight and stores them in
+/// one statement (one round trip, one commit), the way the worker writes job results. A lone
+/// delivery is stored at once. Each request is answered only after the commit that holds its
+/// event, so a 2xx still means durable; if the database refuses one delivery's values, the
+/// others are stored one by one and only that one fails.
+#[derive(Clone)]
+pub struct Intake {
+    tx: mpsc::Sender<(Delivery, Reply)>,
+}
+
+impl Intake {
+    /// Starts the writer; it stops when the last clone of the returned handle is dropped.
+    pub fn spawn(pool: PgPool, notifier: queue::Notifier) -> Self {
+        let (tx, rx) = mpsc::channel(4 * INTAKE_BATCH);
+        tokio::spawn(write_deliveries(pool, notifier, rx));
+        Self { tx }
     }
-    notifier.wake_all(jobs.iter().map(|j| j.queue()));
-    Ok(IntakeOutcome::Accepted {
-        job_ids: rows.ids().to_vec(),
-    })
+
+    /// [`accept`], stored together with whatever other deliveries are waiting.
+    pub async fn accept(
+        &self,
+        svix_id: &SvixId,
+        event: &ClerkEvent,
+        body: &str,
+        request_id: Option<&str>,
+    ) -> Result<IntakeOutcome, IntakeError> {
+        let delivery = Delivery::new(svix_id, event, body, request_id)?;
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((delivery, reply))
+            .await
+            .map_err(|_| IntakeError::Stopped)?;
+        answer.await.map_err(|_| IntakeError::Stopped)?
+    }
+}
+
+async fn write_deliveries(
+    pool: PgPool,
+    notifier: queue::Notifier,
+    mut rx: mpsc::Receiver<(Delivery, Reply)>,
+) {
+    // A second delivery of a svix-id already in the batch waits for that statement: once the
+    // event is stored it is a duplicate, as it would have been one request later; if storing
+    // failed, it goes into the next statement.
+    let mut waiting: Vec<(Delivery, Reply)> = Vec::new();
+    loop {
+        let mut batch = std::mem::take(&mut waiting);
+        if batch.is_empty() {
+            if rx.recv_many(&mut batch, INTAKE_BATCH).await == 0 {
+                return;
+            }
+        } else {
+            while batch.len() < INTAKE_BATCH {
+                match rx.try_recv() {
+                    Ok(item) => batch.push(item),
+                    Err(_) => break,
+                }
+            }
+        }
+        let mut seen = HashSet::new();
+        let (mut now, later): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|(d, _)| seen.insert(d.svix_id.as_str().to_owned()));
+        // Svix-id order: two api processes storing overlapping deliveries wait for each other
+        // instead of deadlocking.
+        now.sort_by(|(a, _), (b, _)| a.svix_id.as_str().cmp(b.svix_id.as_str()));
+        let stored = write_batch(&pool, &notifier, now).await;
+        for (delivery, reply) in later {
+            if stored.contains(delivery.svix_id.as_str()) {
+                let _ = reply.send(Ok(IntakeOutcome::Duplicate));
+            } else {
+                waiting.push((delivery, reply));
+            }
+        }
+    }
+}
+
+/// Stores one batch and answers its requests. Returns the svix-ids now stored (new or not).
+async fn write_batch(
+    pool: &PgPool,
+    notifier: &queue::Notifier,
+    batch: Vec<(Delivery, Reply)>,
+) -> HashSet<String> {
+    let deliveries: Vec<&Delivery> = batch.iter().map(|(d, _)| d).collect();
+    let stored = match store(pool, &deliveries).await {
+        Ok(inserted) => Ok(inserted),
+        // One refused delivery fails the whole statement: store them one at a time, so only
+        // that one fails.
+        Err(e) if batch.len() > 1 && crate::db::refused(&e) => {
+            tracing::warn!(error = %e, deliveries = batch.len(), "the database refused a batch of deliveries; storing them one by one");
+            let mut stored = HashSet::new();
+            for (delivery, reply) in batch {
+                let result = store(pool, &[&delivery])
+                    .await
+                    .map(|inserted| delivery.outcome(&inserted))
+                    .map_err(IntakeError::from);
+                if result.is_ok() {
+                    stored.insert(delivery.svix_id.as_str().to_owned());
+                }
+                answer(notifier, &delivery, reply, result);
+            }
+            return stored;
+        }
+        Err(e) => Err(Arc::new(e)),
+    };
+    let mut known = HashSet::new();
+    for (delivery, reply) in batch {
+        let result = match &stored {
+            Ok(inserted) => {
+                known.insert(delivery.svix_id.as_str().to_owned());
+                Ok(delivery.outcome(inserted))
+            }
+            Err(e) => Err(IntakeError::Shared(e.clone())),
+        };
+        answer(notifier, &delivery, reply, result);
+    }
+    known
+}
+
+fn answer(
+    notifier: &queue::Notifier,
+    delivery: &Delivery,
+    reply: Reply,
+    result: Result<IntakeOutcome, IntakeError>,
+) {
+    if let Ok(IntakeOutcome::Accepted { .. }) = &result {
+        notifier.wake_all(delivery.queues.iter().copied());
+    }
+    // A request that went away meanwhile (client timeout) is not answered; its event is
+    // stored all the same, and Svix' retry gets a duplicate.
+    let _ = reply.send(result);
 }
 
 /// Records a signed delivery whose body we could not parse, so nothing is dropped silently.

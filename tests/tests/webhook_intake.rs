@@ -440,3 +440,102 @@ async fn an_accepted_webhook_wakes_an_idle_worker_without_its_poll() {
     assert!(user(app.pool(), "user_woken").await.is_some());
     worker.stop().await;
 }
+
+/// Concurrent deliveries are stored together (one statement for whatever arrived meanwhile):
+/// each answer still names exactly its own event's jobs, and duplicates among them are
+/// answered as such.
+#[tokio::test]
+async fn concurrent_deliveries_each_get_their_own_event_and_jobs() {
+    let app = &TestApp::spawn().await;
+    let events: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| {
+            let body = user_event(
+                "user.created",
+                &format!("user_batch{i}"),
+                Some(&format!("batch{i}@example.com")),
+                1,
+                None,
+            );
+            (new_svix_id(), body)
+        })
+        .collect();
+    // Every fourth event is also delivered a second time, at the same moment.
+    let sends = events
+        .iter()
+        .chain(events.iter().step_by(4))
+        .map(|(id, body)| async move { (id.clone(), json(app.post_signed(id, body).await).await) });
+    let answers = futures::future::join_all(sends).await;
+    let mut accepted = std::collections::HashMap::new();
+    let mut duplicates = 0;
+    for (id, (status, resp)) in &answers {
+        match status {
+            202 => {
+                assert_eq!(resp["svix_id"], id.as_str());
+                let jobs = resp["job_ids"].as_array().unwrap();
+                assert_eq!(jobs.len(), 1, "{resp}");
+                assert!(accepted
+                    .insert(id.clone(), jobs[0].as_str().unwrap().to_owned())
+                    .is_none());
+            }
+            200 => {
+                assert_eq!(resp["status"], "duplicate", "{resp}");
+                duplicates += 1;
+            }
+            other => panic!("{id}: {other} {resp}"),
+        }
+    }
+    assert_eq!((accepted.len(), duplicates), (40, 10));
+    // Each answered job is in the database, belongs to the event it was answered for, and is
+    // the only job of that event.
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, metadata -> 'svix_id' FROM apalis.jobs")
+            .fetch_all(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 40);
+    for (job, svix) in rows {
+        assert_eq!(accepted.get(&svix), Some(&job), "{svix}");
+    }
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM webhook_events WHERE status = 'queued'")
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(stored, 40);
+    app.drain().await;
+}
+
+/// When the database refuses one delivery's values, only that delivery fails (503, so Svix
+/// retries it); the deliveries stored beside it are accepted.
+#[tokio::test]
+async fn a_delivery_the_database_refuses_fails_alone() {
+    let app = &TestApp::spawn().await;
+    let bad = new_svix_id();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.svix_id = '{bad}' THEN RAISE EXCEPTION 'refused by a test trigger'; END IF; \
+           RETURN NEW; END $$; \
+         CREATE TRIGGER refuse BEFORE INSERT ON webhook_events FOR EACH ROW EXECUTE FUNCTION refuse();"
+    )))
+    .execute(app.pool())
+    .await
+    .unwrap();
+    let mut ids: Vec<String> = (0..20).map(|_| new_svix_id()).collect();
+    ids.push(bad.clone());
+    let sends = ids.iter().enumerate().map(|(i, id)| {
+        let body = user_event("user.created", &format!("user_r{i}"), None, 1, None);
+        async move {
+            (
+                id.clone(),
+                app.post_signed(id, &body).await.status().as_u16(),
+            )
+        }
+    });
+    for (id, status) in futures::future::join_all(sends).await {
+        let want = if id == bad { 503 } else { 202 };
+        assert_eq!(status, want, "{id}");
+    }
+    assert_eq!(event_row(app, &bad).await, None);
+    assert_eq!(job_count(app).await, 20);
+    app.drain().await;
+}

@@ -108,16 +108,11 @@ async fn receive(
     };
     // Verified bodies are UTF-8 (checked by the verifier).
     let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::InvalidSignature)?;
-    let outcome = intake::accept(
-        &state.pool,
-        &state.notifier,
-        &svix_id,
-        &event,
-        text,
-        request_id,
-    )
-    .await
-    .map_err(|e| ApiError::Unavailable(e.into()))?;
+    let outcome = state
+        .intake
+        .accept(&svix_id, &event, text, request_id)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     let label = match &outcome {
         IntakeOutcome::Accepted { .. } => "accepted",
         IntakeOutcome::Duplicate => "duplicate",

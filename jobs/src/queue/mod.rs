@@ -117,6 +117,18 @@ impl Rows {
         Ok(rows)
     }
 
+    /// Appends copies of `other`'s rows.
+    pub(crate) fn extend(&mut self, other: &Rows) {
+        self.ids.extend_from_slice(&other.ids);
+        self.id_texts.extend_from_slice(&other.id_texts);
+        self.queues.extend_from_slice(&other.queues);
+        self.payloads.extend_from_slice(&other.payloads);
+        self.max_attempts.extend_from_slice(&other.max_attempts);
+        self.metadata
+            .extend(other.metadata.iter().map(|m| PgHstore(m.0.clone())));
+        self.keys.extend_from_slice(&other.keys);
+    }
+
     /// The job ids, in the order the jobs were added.
     pub(crate) fn ids(&self) -> &[Ulid] {
         &self.ids

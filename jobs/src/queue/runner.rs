@@ -607,17 +607,6 @@ async fn write_results(pool: PgPool, mut rx: mpsc::Receiver<(Finished, oneshot::
     }
 }
 
-/// Whether the database refuses these values for good (a data error, a constraint, a trigger's
-/// exception), as opposed to being unreachable, restarting, read-only or in a deadlock: those
-/// pass, so the same write is retried.
-fn refused(e: &sqlx::Error) -> bool {
-    let sqlx::Error::Database(db) = e else {
-        return false;
-    };
-    db.code()
-        .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("P0"))
-}
-
 /// Writes one result the database refused in a batch. If it refuses it alone too, the same
 /// outcome without its error text; if it refuses even that, gives up (None): the job stays
 /// `Running` under this worker, which is logged as an error, and orphan recovery runs it again
@@ -645,13 +634,13 @@ async fn write_alone(pool: &PgPool, run: &Finished) -> Option<Vec<String>> {
 /// is unreachable or busy (the jobs stay locked by this live worker meanwhile, so nothing else
 /// would ever record them), so a database restart never leaves them `Running` for good. If
 /// this process dies or shuts down first, orphan recovery runs the jobs again (handlers are
-/// idempotent). Fails only when the database [`refused`] the values.
+/// idempotent). Fails only when the database [refuses](crate::db::refused) the values.
 async fn write_retrying(pool: &PgPool, runs: &[&Finished]) -> Result<Vec<String>, sqlx::Error> {
     let mut wait = Duration::from_millis(250);
     loop {
         match record(pool, runs).await {
             Ok(held) => return Ok(held),
-            Err(e) if refused(&e) => return Err(e),
+            Err(e) if crate::db::refused(&e) => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, ?wait, "recording job results failed; retrying");
                 tokio::time::sleep(wait).await;
