@@ -170,7 +170,7 @@ impl ClerkEvent {
         };
         let kind = match env.event_type.as_str() {
             "user.created" | "user.updated" => {
-                let user: ClerkUser = serde_json::from_value(env.data.clone()).map_err(data_err)?;
+                let user: ClerkUser = serde_json::from_value(env.data).map_err(data_err)?;
                 let snapshot = user.into_snapshot().map_err(|source| ParseError::Id {
                     event_type: env.event_type.clone(),
                     source,
@@ -182,8 +182,7 @@ impl ClerkEvent {
                 }
             }
             "user.deleted" => {
-                let d: DeletedObject =
-                    serde_json::from_value(env.data.clone()).map_err(data_err)?;
+                let d: DeletedObject = serde_json::from_value(env.data).map_err(data_err)?;
                 let clerk_user_id = ClerkUserId::parse(&d.id).map_err(|source| ParseError::Id {
                     event_type: env.event_type.clone(),
                     source,
@@ -191,7 +190,7 @@ impl ClerkEvent {
                 EventKind::UserDeleted { clerk_user_id }
             }
             "organization.created" | "organization.updated" => {
-                let o: ClerkOrg = serde_json::from_value(env.data.clone()).map_err(data_err)?;
+                let o: ClerkOrg = serde_json::from_value(env.data).map_err(data_err)?;
                 EventKind::OrganizationUpserted(OrgSnapshot {
                     clerk_org_id: ClerkOrgId::parse(&o.id).map_err(id_err)?,
                     name: o.name,
@@ -203,8 +202,7 @@ impl ClerkEvent {
                 })
             }
             "organization.deleted" => {
-                let d: DeletedObject =
-                    serde_json::from_value(env.data.clone()).map_err(data_err)?;
+                let d: DeletedObject = serde_json::from_value(env.data).map_err(data_err)?;
                 EventKind::OrganizationDeleted {
                     clerk_org_id: ClerkOrgId::parse(&d.id).map_err(id_err)?,
                 }
@@ -212,8 +210,7 @@ impl ClerkEvent {
             "organizationMembership.created"
             | "organizationMembership.updated"
             | "organizationMembership.deleted" => {
-                let m: ClerkMembership =
-                    serde_json::from_value(env.data.clone()).map_err(data_err)?;
+                let m: ClerkMembership = serde_json::from_value(env.data).map_err(data_err)?;
                 let snap = m.into_snapshot().map_err(id_err)?;
                 if env.event_type == "organizationMembership.deleted" {
                     EventKind::MembershipDeleted(snap)
