@@ -5,9 +5,12 @@ use crate::clerk::ClerkEvent;
 use crate::ids::SvixId;
 use crate::planner;
 use crate::queue::{self, EnqueueError};
+use futures::FutureExt;
 use sqlx::{PgPool, Row};
 use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
@@ -34,6 +37,12 @@ pub enum IntakeError {
     Enqueue(#[from] EnqueueError),
     #[error("the intake writer has stopped")]
     Stopped,
+    #[error("storing the delivery took longer than {0:?}")]
+    TimedOut(Duration),
+    /// The database refuses this delivery's values (it passed our parser, not Postgres'); it
+    /// is recorded as `rejected` with this reason.
+    #[error("the database cannot store this event: {0}")]
+    Refused(String),
 }
 
 /// One verified, parsed delivery, ready to be stored.
@@ -162,6 +171,14 @@ pub async fn accept(
 /// Most deliveries stored by one statement.
 const INTAKE_BATCH: usize = 128;
 
+/// Most body bytes stored by one statement (a Postgres value is at most 1 GB; bodies may be
+/// large when `WEBHOOK_BODY_LIMIT` is raised).
+const INTAKE_BATCH_BYTES: usize = 32 << 20;
+
+/// How long a request waits for its delivery to be stored before answering 503. Svix retries
+/// a 503; if the event was committed meanwhile, the retry is a duplicate.
+const INTAKE_WAIT: Duration = Duration::from_secs(10);
+
 type Reply = oneshot::Sender<Result<IntakeOutcome, IntakeError>>;
 
 /// Stores the deliveries of concurrent requests together: one writer per api process takes
@@ -193,11 +210,16 @@ impl Intake {
     ) -> Result<IntakeOutcome, IntakeError> {
         let delivery = Delivery::new(svix_id, event, body, request_id)?;
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((delivery, reply))
+        let stored = async {
+            self.tx
+                .send((delivery, reply))
+                .await
+                .map_err(|_| IntakeError::Stopped)?;
+            answer.await.map_err(|_| IntakeError::Stopped)?
+        };
+        tokio::time::timeout(INTAKE_WAIT, stored)
             .await
-            .map_err(|_| IntakeError::Stopped)?;
-        answer.await.map_err(|_| IntakeError::Stopped)?
+            .map_err(|_| IntakeError::TimedOut(INTAKE_WAIT))?
     }
 }
 
@@ -231,7 +253,18 @@ async fn write_deliveries(
         // Svix-id order: two api processes storing overlapping deliveries wait for each other
         // instead of deadlocking.
         now.sort_by(|(a, _), (b, _)| a.svix_id.as_str().cmp(b.svix_id.as_str()));
-        let stored = write_batch(&pool, &notifier, now).await;
+        let mut stored = HashSet::new();
+        for chunk in by_size(now) {
+            // A bug here must not stop intake for good: that batch's requests get a 503
+            // (their replies are dropped) and the next batch is stored as usual.
+            match AssertUnwindSafe(write_batch(&pool, &notifier, chunk))
+                .catch_unwind()
+                .await
+            {
+                Ok(s) => stored.extend(s),
+                Err(_) => tracing::error!("the intake writer panicked; its batch was answered 503"),
+            }
+        }
         for (delivery, reply) in later {
             if stored.contains(delivery.svix_id.as_str()) {
                 let _ = reply.send(Ok(IntakeOutcome::Duplicate));
@@ -240,6 +273,24 @@ async fn write_deliveries(
             }
         }
     }
+}
+
+/// Splits a sorted batch into statements of at most [`INTAKE_BATCH_BYTES`] of bodies.
+fn by_size(batch: Vec<(Delivery, Reply)>) -> Vec<Vec<(Delivery, Reply)>> {
+    let mut chunks: Vec<Vec<(Delivery, Reply)>> = Vec::new();
+    let mut bytes = 0;
+    for item in batch {
+        let size = item.0.body.len();
+        match chunks.last_mut() {
+            Some(chunk) if bytes + size <= INTAKE_BATCH_BYTES => chunk.push(item),
+            _ => {
+                bytes = 0;
+                chunks.push(vec![item]);
+            }
+        }
+        bytes += size;
+    }
+    chunks
 }
 
 /// Stores one batch and answers its requests. Returns the svix-ids now stored (new or not).
@@ -253,15 +304,27 @@ async fn write_batch(
         Ok(inserted) => Ok(inserted),
         // One refused delivery fails the whole statement: store them one at a time, so only
         // that one fails.
-        Err(e) if batch.len() > 1 && crate::db::refused(&e) => {
-            tracing::warn!(error = %e, deliveries = batch.len(), "the database refused a batch of deliveries; storing them one by one");
+        Err(e) if crate::db::refused(&e) => {
+            if batch.len() > 1 {
+                tracing::warn!(error = %e, deliveries = batch.len(), "the database refused a batch of deliveries; storing them one by one");
+            }
             let mut stored = HashSet::new();
+            // After an error other than a refusal (the database went away), the rest get
+            // that error at once instead of each waiting for a connection.
+            let mut outage: Option<Arc<sqlx::Error>> = None;
             for (delivery, reply) in batch {
-                let result = store(pool, &[&delivery])
-                    .await
-                    .map(|inserted| delivery.outcome(&inserted))
-                    .map_err(IntakeError::from);
-                if result.is_ok() {
+                let result = match &outage {
+                    Some(e) => Err(IntakeError::Shared(e.clone())),
+                    None => match store_alone(pool, &delivery).await {
+                        Err(IntakeError::Database(e)) => {
+                            let e = Arc::new(e);
+                            outage = Some(e.clone());
+                            Err(IntakeError::Shared(e))
+                        }
+                        other => other,
+                    },
+                };
+                if matches!(result, Ok(_) | Err(IntakeError::Refused(_))) {
                     stored.insert(delivery.svix_id.as_str().to_owned());
                 }
                 answer(notifier, &delivery, reply, result);
@@ -282,6 +345,22 @@ async fn write_batch(
         answer(notifier, &delivery, reply, result);
     }
     known
+}
+
+/// Stores one delivery on its own. If the database refuses its values, records it as
+/// `rejected` instead (as a body that does not parse would be), so it is neither lost nor
+/// retried forever.
+async fn store_alone(pool: &PgPool, delivery: &Delivery) -> Result<IntakeOutcome, IntakeError> {
+    match store(pool, &[delivery]).await {
+        Ok(inserted) => Ok(delivery.outcome(&inserted)),
+        Err(e) if crate::db::refused(&e) => {
+            let reason = format!("the database cannot store this event: {e}");
+            tracing::warn!(svix_id = %delivery.svix_id, %reason, "signed event rejected");
+            reject(pool, &delivery.svix_id, delivery.body.as_bytes(), &reason).await?;
+            Err(IntakeError::Refused(reason))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn answer(

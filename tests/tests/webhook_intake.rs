@@ -505,15 +505,17 @@ async fn concurrent_deliveries_each_get_their_own_event_and_jobs() {
     app.drain().await;
 }
 
-/// When the database refuses one delivery's values, only that delivery fails (503, so Svix
-/// retries it); the deliveries stored beside it are accepted.
+/// When the database refuses one delivery's values, only that delivery fails: it is recorded
+/// as `rejected` and answered 400, like a body that does not parse (a retry could not store it
+/// either); the deliveries stored beside it are accepted.
 #[tokio::test]
 async fn a_delivery_the_database_refuses_fails_alone() {
     let app = &TestApp::spawn().await;
     let bad = new_svix_id();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-           IF NEW.svix_id = '{bad}' THEN RAISE EXCEPTION 'refused by a test trigger'; END IF; \
+           IF NEW.svix_id = '{bad}' AND NEW.status <> 'rejected' THEN \
+             RAISE EXCEPTION 'refused by a test trigger'; END IF; \
            RETURN NEW; END $$; \
          CREATE TRIGGER refuse BEFORE INSERT ON webhook_events FOR EACH ROW EXECUTE FUNCTION refuse();"
     )))
@@ -532,10 +534,18 @@ async fn a_delivery_the_database_refuses_fails_alone() {
         }
     });
     for (id, status) in futures::future::join_all(sends).await {
-        let want = if id == bad { 503 } else { 202 };
+        let want = if id == bad { 400 } else { 202 };
         assert_eq!(status, want, "{id}");
     }
-    assert_eq!(event_row(app, &bad).await, None);
+    let (status, _, _) = event_row(app, &bad).await.expect("recorded");
+    assert_eq!(status, "rejected");
+    let err: String =
+        sqlx::query_scalar("SELECT last_error FROM webhook_events WHERE svix_id = $1")
+            .bind(&bad)
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    assert!(err.contains("refused by a test trigger"), "{err}");
     assert_eq!(job_count(app).await, 20);
     app.drain().await;
 }

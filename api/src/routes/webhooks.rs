@@ -5,7 +5,7 @@
 use crate::error::ApiError;
 use crate::startup::AppState;
 use jobs::clerk::ClerkEvent;
-use jobs::intake::{self, IntakeOutcome};
+use jobs::intake::{self, IntakeError, IntakeOutcome};
 use poem::http::{HeaderMap, StatusCode};
 use poem::web::Json;
 use poem::{Body, IntoResponse, Response};
@@ -112,7 +112,12 @@ async fn receive(
         .intake
         .accept(&svix_id, &event, text, request_id)
         .await
-        .map_err(|e| ApiError::Unavailable(e.into()))?;
+        .map_err(|e| match e {
+            // Recorded as `rejected`, like a body that does not parse.
+            IntakeError::Refused(reason) => ApiError::UnparseableEvent(reason),
+            e @ IntakeError::Enqueue(_) => ApiError::Internal(e.into()),
+            e => ApiError::Unavailable(e.into()),
+        })?;
     let label = match &outcome {
         IntakeOutcome::Accepted { .. } => "accepted",
         IntakeOutcome::Duplicate => "duplicate",
