@@ -107,43 +107,26 @@ async fn store(pool: &PgPool, deliveries: &[&Delivery]) -> Result<Vec<String>, s
     for d in deliveries {
         rows.extend(&d.rows);
     }
+    let svix_ids: Vec<&str> = deliveries.iter().map(|d| d.svix_id.as_str()).collect();
+    let types: Vec<&str> = deliveries.iter().map(|d| d.event_type.as_str()).collect();
+    let bodies: Vec<&str> = deliveries.iter().map(|d| d.body.as_str()).collect();
+    let statuses: Vec<&str> = deliveries
+        .iter()
+        .map(|d| {
+            if d.queues.is_empty() {
+                "ignored"
+            } else {
+                "queued"
+            }
+        })
+        .collect();
+    let pending: Vec<i32> = deliveries.iter().map(|d| d.queues.len() as i32).collect();
     let query = sqlx::query(SQL.as_str())
-        .bind(
-            deliveries
-                .iter()
-                .map(|d| d.svix_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            deliveries
-                .iter()
-                .map(|d| d.event_type.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            deliveries
-                .iter()
-                .map(|d| d.body.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            deliveries
-                .iter()
-                .map(|d| {
-                    if d.queues.is_empty() {
-                        "ignored"
-                    } else {
-                        "queued"
-                    }
-                })
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            deliveries
-                .iter()
-                .map(|d| d.queues.len() as i32)
-                .collect::<Vec<_>>(),
-        );
+        .bind(svix_ids)
+        .bind(types)
+        .bind(bodies)
+        .bind(statuses)
+        .bind(pending);
     let stored = rows.bind(query).fetch_all(pool).await?;
     Ok(stored.iter().map(|r| r.get(0)).collect())
 }

@@ -38,23 +38,6 @@ impl Job for Flaky {
     }
 }
 
-/// Always fails fatally.
-#[derive(Serialize, Deserialize)]
-struct Doomed {
-    origin: Origin,
-}
-
-impl Job for Doomed {
-    const QUEUE: &'static str = "test.doomed";
-    const MAX_ATTEMPTS: u32 = 5;
-    fn origin(&self) -> &Origin {
-        &self.origin
-    }
-    async fn handle(self, _: &JobContext) -> Result<(), JobError> {
-        Err(std::io::Error::other("invalid data")).fatal()
-    }
-}
-
 /// Panics on its first run.
 #[derive(Serialize, Deserialize)]
 struct Panicky {
@@ -156,7 +139,6 @@ fn retries(message: &str, origin: &Origin) -> Ends {
 fn test_registry() -> Registry {
     let mut r = Registry::default();
     r.register::<Flaky>()
-        .register::<Doomed>()
         .register::<Ends>()
         .register::<Panicky>()
         .register::<Slow>();
@@ -325,13 +307,7 @@ async fn retries_stop_at_max_attempts_and_the_event_is_marked_failed() {
 async fn a_fatal_failure_stops_at_once() {
     let (_db, ctx) = setup().await;
     let origin = event(&ctx).await;
-    let id = push(
-        &ctx,
-        &Doomed {
-            origin: origin.clone(),
-        },
-    )
-    .await;
+    let id = push(&ctx, &fails("invalid data", &origin)).await;
     let report = drain(&ctx, &test_registry()).await.unwrap();
     assert_eq!(report.killed, 1);
     let row = job_row(&ctx, &id).await;

@@ -377,6 +377,18 @@ pub enum RunOutcome {
     Killed,
 }
 
+impl RunOutcome {
+    /// The `outcome` label of `authsync_jobs_total`, also what the result writer stores.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::Retrying => "retrying",
+            RunOutcome::Exhausted => "exhausted",
+            RunOutcome::Killed => "killed",
+        }
+    }
+}
+
 /// Runs one task and records its outcome. Never panics and never loses the result: a
 /// panicking handler counts as a retryable failure.
 async fn execute(
@@ -426,13 +438,7 @@ async fn execute(
             ))
             .await;
         let ms = started.elapsed().as_millis() as u64;
-        let label = match outcome {
-            RunOutcome::Succeeded => "succeeded",
-            RunOutcome::Retrying => "retrying",
-            RunOutcome::Exhausted => "exhausted",
-            RunOutcome::Killed => "killed",
-        };
-        metrics::counter!("authsync_jobs_total", "queue" => entry.queue, "outcome" => label)
+        metrics::counter!("authsync_jobs_total", "queue" => entry.queue, "outcome" => outcome.name())
             .increment(1);
         metrics::histogram!("authsync_job_duration_seconds", "queue" => entry.queue)
             .record(started.elapsed().as_secs_f64());
@@ -517,15 +523,6 @@ impl Finished {
             error: Some(error),
             svix_id: self.svix_id.clone(),
             ..*self
-        }
-    }
-
-    fn outcome_name(&self) -> &'static str {
-        match self.outcome {
-            RunOutcome::Succeeded => "succeeded",
-            RunOutcome::Retrying => "retrying",
-            RunOutcome::Exhausted => "exhausted",
-            RunOutcome::Killed => "killed",
         }
     }
 }
@@ -626,7 +623,7 @@ async fn write_alone(pool: &PgPool, run: &Finished) -> Option<Vec<String>> {
             Err(again) => e = again,
         }
     }
-    tracing::error!(job_id = %run.id, error = %e, outcome = run.outcome_name(), "the database refuses this job's result; it stays Running until this worker process stops, then runs again elsewhere");
+    tracing::error!(job_id = %run.id, error = %e, outcome = run.outcome.name(), "the database refuses this job's result; it stays Running until this worker process stops, then runs again elsewhere");
     None
 }
 
@@ -698,7 +695,7 @@ async fn record(pool: &PgPool, runs: &[&Finished]) -> Result<Vec<String>, sqlx::
     let results: Vec<&serde_json::Value> = runs.iter().map(|r| &r.last_result).collect();
     let delays: Vec<Option<i64>> = runs.iter().map(|r| r.delay_ms).collect();
     let svix: Vec<Option<&str>> = runs.iter().map(|r| r.svix_id.as_deref()).collect();
-    let outcomes: Vec<&str> = runs.iter().map(|r| r.outcome_name()).collect();
+    let outcomes: Vec<&str> = runs.iter().map(|r| r.outcome.name()).collect();
     let errors: Vec<Option<&str>> = runs.iter().map(|r| r.error.as_deref()).collect();
     let announce: Vec<bool> = runs.iter().map(|r| r.announce).collect();
     sqlx::query_scalar(SQL)
