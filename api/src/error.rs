@@ -33,6 +33,8 @@ pub enum ApiError {
     IpNotAllowed,
     #[error("{0}")]
     Forbidden(&'static str),
+    #[error("state-changing operator requests signed in by the session cookie must come from this service's own pages (Sec-Fetch-Site or Origin); scripts use Authorization: Bearer")]
+    CrossSiteRequest,
     #[error("{0}")]
     Conflict(&'static str),
     #[error("{1}")]
@@ -66,6 +68,7 @@ impl ApiError {
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             IpNotAllowed => (StatusCode::FORBIDDEN, "ip_not_allowed"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            CrossSiteRequest => (StatusCode::FORBIDDEN, "cross_site_request"),
             Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             BadRequest(code, _) => (StatusCode::BAD_REQUEST, code),
             NotConfigured(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_configured"),

@@ -250,12 +250,34 @@ struct ReconcileQueued {
 
 #[derive(Object)]
 struct ReconcileRun {
+    /// The run's job id (what `POST /admin/api/reconcile` returned); absent on runs recorded
+    /// before it was kept.
+    job_id: Option<String>,
     at: String,
     actor: String,
-    scanned: i64,
-    created: i64,
-    updated: i64,
-    deleted: i64,
+    /// Counts; absent on a run that failed before paging (see `error`).
+    scanned: Option<i64>,
+    created: Option<i64>,
+    updated: Option<i64>,
+    /// Soft deletions the run enqueued itself.
+    deleted: Option<i64>,
+    /// Deletions held back (more than `RECONCILE_MAX_DELETIONS`) and still waiting for
+    /// `POST /admin/api/reconcile/{job_id}/confirm`.
+    held_deletions: i64,
+    /// Held deletions an operator has confirmed.
+    confirmed_deletions: i64,
+    /// Why the run stopped without changing anything, e.g. `instance_mismatch`.
+    error: Option<ErrorDetail>,
+}
+
+#[derive(Object)]
+struct DeletionsConfirmed {
+    /// The run whose held deletions were confirmed.
+    job_id: String,
+    /// How many deletions were confirmed.
+    confirmed: i64,
+    /// The SoftDelete jobs enqueued for them.
+    job_ids: Vec<String>,
 }
 
 #[derive(Object)]
@@ -364,7 +386,9 @@ macro_rules! operator_responses {
             /// No or wrong credentials.
             #[oai(status = 401)]
             Unauthorized(Json<ErrorBody>),
-            /// A valid session of a user who is not an admin.
+            /// A valid session of a user who is not an admin (`forbidden`), or a
+            /// state-changing request signed in by the `__session` cookie that did not come
+            /// from this service's own pages (`cross_site_request`).
             #[oai(status = 403)]
             Forbidden(Json<ErrorBody>),
             #[oai(status = 503)]
@@ -408,6 +432,14 @@ operator_responses!(ReconcileRunResponses {
 });
 operator_responses!(ReconcileReportResponses {
     Ok = 200 (ReconcileReport),
+});
+operator_responses!(ConfirmDeletionsResponses {
+    /// The held deletions are confirmed and their SoftDelete jobs queued.
+    Accepted = 202 (DeletionsConfirmed),
+    /// No such Reconcile run.
+    NotFound = 404 (ErrorBody),
+    /// The run holds no deletions, or they were confirmed already.
+    Conflict = 409 (ErrorBody),
 });
 
 #[allow(dead_code, clippy::large_enum_variant)]
@@ -619,7 +651,9 @@ impl AuthsyncApi {
         headers: &HeaderMap,
         state: Data<&AppState>,
     ) -> Documented<ReconcileRunResponses> {
-        routes::admin::run_reconcile(headers, &state).await.into()
+        routes::admin_reconcile::run_reconcile(headers, &state)
+            .await
+            .into()
     }
 
     /// Reconcile runs and their counts
@@ -629,7 +663,30 @@ impl AuthsyncApi {
         headers: &HeaderMap,
         state: Data<&AppState>,
     ) -> Documented<ReconcileReportResponses> {
-        routes::admin::reconcile_runs(headers, &state).await.into()
+        routes::admin_reconcile::reconcile_runs(headers, &state)
+            .await
+            .into()
+    }
+
+    /// Apply a run's held deletions
+    ///
+    /// A run that would soft-delete more than `RECONCILE_MAX_DELETIONS` users holds them all;
+    /// this applies them (audited with the operator as actor). Confirming twice applies once.
+    #[oai(
+        path = "/admin/api/reconcile/:job_id/confirm",
+        method = "post",
+        tag = "Tag::Operator"
+    )]
+    async fn confirm_deletions(
+        &self,
+        headers: &HeaderMap,
+        state: Data<&AppState>,
+        /// The run's `job_id`.
+        job_id: param::Path<String>,
+    ) -> Documented<ConfirmDeletionsResponses> {
+        routes::admin_reconcile::confirm_deletions(headers, &state, &job_id.0)
+            .await
+            .into()
     }
 
     /// Liveness: the process is up

@@ -22,7 +22,9 @@
         return resp.json().catch(function () { return {}; }).then(function (body) {
           var message = body && body.error && body.error.message;
           if (resp.status === 401) { throw new AuthError(t ? "That token was not accepted." : null); }
-          if (resp.status === 403) { throw new AuthError("This account is not an admin."); }
+          if (resp.status === 403 && !(body && body.error && body.error.code === "cross_site_request")) {
+            throw new AuthError("This account is not an admin.");
+          }
           if (!resp.ok) { throw new Error(message || ("HTTP " + resp.status)); }
           return body;
         });
@@ -232,8 +234,22 @@
       tbody.textContent = "";
       body.runs.forEach(function (run) {
         var tr = document.createElement("tr");
+        if (run.job_id) { tr.dataset.jobId = run.job_id; }
         cell(tr, when(run.at)); cell(tr, run.actor, "mono");
-        cell(tr, run.scanned); cell(tr, run.created); cell(tr, run.updated); cell(tr, run.deleted);
+        if (run.error) {
+          // A run that stopped before changing anything, e.g. instance_mismatch.
+          cell(tr, run.error.code + ": " + run.error.message, "error-text").colSpan = 5;
+        } else {
+          cell(tr, run.scanned); cell(tr, run.created); cell(tr, run.updated); cell(tr, run.deleted);
+          cell(tr, run.held_deletions ? run.held_deletions + " waiting"
+            : (run.confirmed_deletions ? run.confirmed_deletions + " confirmed" : "0"), "held");
+        }
+        var actions = cell(tr, null);
+        if (run.held_deletions > 0 && run.job_id) {
+          actions.appendChild(button("confirm", "Confirm " + run.held_deletions + " deletion(s)", function (e, b) {
+            confirmDeletions(run.job_id, b);
+          }));
+        }
         tbody.appendChild(tr);
       });
       var current = body.current;
@@ -241,6 +257,15 @@
         ? "Run " + current.job_id + " is " + current.state + " (attempt " + current.attempts + "/" + current.max_attempts + ")."
         : (body.runs.length ? "" : "No run recorded yet.");
     });
+  }
+
+  // Applies the deletions a run held back (more than RECONCILE_MAX_DELETIONS).
+  function confirmDeletions(jobId, button) {
+    button.disabled = true;
+    api("POST", "/reconcile/" + encodeURIComponent(jobId) + "/confirm").then(function (body) {
+      flash("Confirmed " + body.confirmed + " deletion(s) of run " + jobId + ".", true);
+      return Promise.all([loadReconcile(), loadQueues()]);
+    }).catch(function (err) { button.disabled = false; failed(err); });
   }
 
   function runReconcile() {

@@ -1,5 +1,6 @@
-//! Clerk's Backend API, the parts we call: get a user, merge public metadata, list users.
-//! Behind a trait so tests point it at a local fake server speaking the same wire format.
+//! Clerk's Backend API, the parts we call: get a user, merge public metadata, list users, the
+//! instance's JWKS (and, beside it, the session JWKS at `CLERK_JWKS_URL`, to tell whether both
+//! belong to one instance). Behind a trait so tests point it at a local fake server speaking the same wire format.
 //! Failures are classified for the job runner: 429 carries `Retry-After`, 5xx and network
 //! errors are retryable, 404 is "nothing there", other 4xx are fatal.
 
@@ -63,6 +64,51 @@ pub trait ClerkApi: Send + Sync {
         limit: u32,
         offset: u32,
     ) -> BoxFuture<'_, Result<Vec<ClerkUser>, ClerkApiError>>;
+    /// `GET /v1/jwks`: the key ids of the instance the secret key belongs to.
+    fn instance_key_ids(&self) -> BoxFuture<'_, Result<Vec<String>, ClerkApiError>>;
+}
+
+/// A JWKS document (`{"keys": [{"kid": …, …}]}`), as far as we read it.
+#[derive(serde::Deserialize)]
+struct Jwks {
+    keys: Vec<JwkId>,
+}
+
+#[derive(serde::Deserialize)]
+struct JwkId {
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+fn key_ids(body: String) -> Result<Vec<String>, ClerkApiError> {
+    let jwks: Jwks = decode(body)?;
+    Ok(jwks.keys.into_iter().filter_map(|k| k.kid).collect())
+}
+
+/// The key ids served at a public JWKS URL (`CLERK_JWKS_URL`: the keys that sign session
+/// tokens). Failures are classified as for the Backend API; a 404 is a client error here.
+pub async fn session_key_ids(url: &str) -> Result<Vec<String>, ClerkApiError> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .user_agent("authsync")
+        .build()
+        .expect("reqwest client builds");
+    let resp = client.get(url).send().await.map_err(network)?;
+    let status = resp.status().as_u16();
+    let body = resp.text().await.map_err(network)?;
+    match status {
+        200..=299 => key_ids(body),
+        429 => Err(ClerkApiError::RateLimited { retry_after: None }),
+        500..=599 => Err(ClerkApiError::Server {
+            status,
+            body: truncate(body),
+        }),
+        _ => Err(ClerkApiError::Client {
+            status,
+            body: truncate(body),
+        }),
+    }
 }
 
 /// The real client: reqwest with rustls, Bearer `CLERK_SECRET_KEY`, timeouts.
@@ -193,6 +239,20 @@ impl ClerkApi for HttpClerkApi {
             }
         })
     }
+
+    fn instance_key_ids(&self) -> BoxFuture<'_, Result<Vec<String>, ClerkApiError>> {
+        Box::pin(async move {
+            let url = format!("{}/v1/jwks", self.base);
+            match self.send(self.client.get(url)).await? {
+                Some(body) => key_ids(body),
+                // Every instance has keys: a 404 means this is not the Backend API we expect.
+                None => Err(ClerkApiError::Client {
+                    status: 404,
+                    body: "GET /v1/jwks: not found".into(),
+                }),
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -218,5 +278,12 @@ mod tests {
         })
         .is_retryable());
         assert!(!JobError::from(ClerkApiError::Decode("x".into())).is_retryable());
+    }
+
+    #[test]
+    fn key_ids_are_read_from_a_jwks_document() {
+        let body = r#"{"keys":[{"kid":"ins_a","kty":"RSA","n":"x","e":"AQAB"},{"kty":"RSA"}]}"#;
+        assert_eq!(key_ids(body.into()).unwrap(), ["ins_a"]);
+        assert!(key_ids(r#"{"nope":1}"#.into()).is_err());
     }
 }

@@ -20,6 +20,8 @@ pub struct JobContext {
     pub personal_organizations: bool,
     /// Wakes the workers after a commit that enqueued jobs.
     pub notifier: crate::queue::Notifier,
+    /// Reconcile's safety settings (`RECONCILE_MAX_DELETIONS`, `CLERK_JWKS_URL`).
+    pub reconcile: crate::reconcile::ReconcileSettings,
 }
 
 impl JobContext {
@@ -30,6 +32,7 @@ impl JobContext {
             clerk: None,
             mailer: None,
             personal_organizations: false,
+            reconcile: Default::default(),
         }
     }
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod context;
 pub mod db;
 pub mod error;
+pub mod held_deletions;
 pub mod ids;
 pub mod intake;
 pub mod mailer;

@@ -3,12 +3,22 @@
 //! for users missing or older here, and SoftDelete for live rows whose user Clerk no longer
 //! has (confirmed one by one with `GET /v1/users/{id}`). Paced well under Clerk's rate limits
 //! (at most 4 requests a second, 40 per 10 s against 100 in development) and honouring 429.
+//!
+//! Two guards stand between a misconfiguration and the user base, because a key of another
+//! Clerk instance (a dev/prod mix-up) lists none of our users and would delete them all:
+//! - before any write, the Backend API's `GET /v1/jwks` must share a key id with the session
+//!   keys at `CLERK_JWKS_URL` (when both are configured); otherwise the run fails
+//!   `instance_mismatch`, fatally, having changed nothing;
+//! - a run that would soft-delete more than `RECONCILE_MAX_DELETIONS` users holds every one of
+//!   its deletions in `reconcile_held_deletions` (creates and updates still go ahead) until an
+//!   operator confirms them (`POST /admin/api/reconcile/{job_id}/confirm`).
 
 use crate::audit::{self, Origin};
 use crate::clerk::ClerkUser;
 use crate::clerk_api::ClerkApiError;
 use crate::context::JobContext;
 use crate::error::{JobError, ResultExt};
+use crate::held_deletions;
 use crate::ids::ClerkUserId;
 use crate::planner::PlannedJob;
 use crate::provision_user::ProvisionUser;
@@ -33,13 +43,66 @@ pub struct Reconcile {
     pub origin: Origin,
 }
 
+/// `RECONCILE_MAX_DELETIONS` when unset.
+pub const DEFAULT_MAX_DELETIONS: u32 = 10;
+/// The error code of a run whose secret key and session keys belong to different instances.
+pub const INSTANCE_MISMATCH: &str = "instance_mismatch";
+
+/// The worker's settings for Reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileSettings {
+    /// `RECONCILE_MAX_DELETIONS`: a run that would soft-delete more users than this holds all
+    /// of its deletions for an operator to confirm (0: every deletion waits).
+    pub max_deletions: u32,
+    /// `CLERK_JWKS_URL`: the session keys the Backend API's keys must overlap (unset: no check).
+    pub session_jwks_url: Option<String>,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self {
+            max_deletions: DEFAULT_MAX_DELETIONS,
+            session_jwks_url: None,
+        }
+    }
+}
+
 /// What one run found.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct Counts {
     pub scanned: u64,
     pub created: u64,
     pub updated: u64,
+    /// Soft deletions enqueued by the run itself.
     pub deleted: u64,
+    /// Soft deletions held back for an operator (more than `RECONCILE_MAX_DELETIONS`).
+    pub held_deletions: u64,
+}
+
+/// The secret key and the session keys belong to different Clerk instances.
+#[derive(Debug, thiserror::Error)]
+#[error("instance_mismatch: CLERK_SECRET_KEY and CLERK_JWKS_URL belong to different Clerk instances (no key id in common: Backend API {backend:?}, sessions {session:?}); nothing was changed")]
+pub struct InstanceMismatch {
+    pub backend: Vec<String>,
+    pub session: Vec<String>,
+}
+
+/// Compares the key ids of the Backend API's instance with the session keys; `Ok(None)` when
+/// they overlap or `CLERK_JWKS_URL` is not configured.
+async fn check_instance(
+    clerk: &dyn crate::clerk_api::ClerkApi,
+    settings: &ReconcileSettings,
+) -> Result<Option<InstanceMismatch>, ClerkApiError> {
+    let Some(url) = &settings.session_jwks_url else {
+        tracing::debug!("CLERK_JWKS_URL not set: instance check skipped");
+        return Ok(None);
+    };
+    let backend = patiently(|| clerk.instance_key_ids()).await?;
+    let session = crate::clerk_api::session_key_ids(url).await?;
+    if backend.iter().any(|k| session.contains(k)) {
+        return Ok(None);
+    }
+    Ok(Some(InstanceMismatch { backend, session }))
 }
 
 /// Retries a call through 429s, waiting as Clerk asks.
@@ -75,6 +138,16 @@ impl Job for Reconcile {
 
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
         let clerk = ctx.clerk_api()?.clone();
+        // Operators confirm held deletions by the run's job id; a direct call gets its own id.
+        let run_id =
+            queue::current_job_id().unwrap_or_else(|| ulid::Ulid::generate().to_string());
+        if let Some(mismatch) = check_instance(clerk.as_ref(), &ctx.reconcile).await? {
+            let mut conn = ctx.pool.acquire().await?;
+            let details = json!({"job_id": run_id, "error": {"code": INSTANCE_MISMATCH, "message": mismatch.to_string()}});
+            audit::record(&mut conn, &self.origin, "reconcile.run", "system", details).await?;
+            tracing::error!(error = %mismatch, "reconcile refused");
+            return Err(JobError::Fatal(mismatch.into()));
+        }
         let started: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
             .fetch_one(&ctx.pool)
             .await?;
@@ -126,34 +199,50 @@ impl Job for Reconcile {
         .bind(started)
         .fetch_all(&ctx.pool)
         .await?;
+        let mut gone = Vec::new();
         for cid in candidates.into_iter().filter(|c| !seen.contains(c)) {
             let Ok(id) = ClerkUserId::parse(&cid) else {
                 continue;
             };
             tokio::time::sleep(PACE).await;
             if patiently(|| clerk.get_user(&id)).await?.is_none() {
-                counts.deleted += 1;
-                let job = SoftDelete {
-                    clerk_user_id: id,
-                    deleted_at_ms: started.timestamp_millis(),
-                    origin: self.origin.clone(),
-                };
-                let mut conn = ctx.pool.acquire().await?;
-                queue::enqueue_one(&mut conn, &job, None)
-                    .await
-                    .retryable()?;
-                ctx.notifier.wake(SoftDelete::QUEUE);
+                gone.push(id);
             }
         }
-        let mut conn = ctx.pool.acquire().await?;
-        audit::record(
-            &mut conn,
-            &self.origin,
-            "reconcile.run",
-            "system",
-            json!(counts),
-        )
-        .await?;
+        // The deletions (or the hold) and the run's record commit together.
+        let deleted_at_ms = started.timestamp_millis();
+        let mut tx = ctx.pool.begin().await?;
+        if gone.len() as u64 > u64::from(ctx.reconcile.max_deletions) {
+            counts.held_deletions = gone.len() as u64;
+            let ids: Vec<String> = gone.iter().map(|id| id.as_str().to_owned()).collect();
+            held_deletions::hold(&mut tx, &run_id, &ids, deleted_at_ms).await?;
+            tracing::warn!(
+                held = ids.len(),
+                max = ctx.reconcile.max_deletions,
+                job_id = %run_id,
+                "reconcile would delete more users than RECONCILE_MAX_DELETIONS: deletions held for an operator"
+            );
+        } else if !gone.is_empty() {
+            counts.deleted = gone.len() as u64;
+            let jobs: Vec<PlannedJob> = gone
+                .into_iter()
+                .map(|clerk_user_id| {
+                    PlannedJob::SoftDelete(SoftDelete {
+                        clerk_user_id,
+                        deleted_at_ms,
+                        origin: self.origin.clone(),
+                    })
+                })
+                .collect();
+            queue::enqueue(&mut tx, &jobs, None).await.retryable()?;
+        }
+        let mut details = json!(counts);
+        details["job_id"] = json!(run_id);
+        audit::record(&mut tx, &self.origin, "reconcile.run", "system", details).await?;
+        tx.commit().await?;
+        if counts.deleted > 0 {
+            ctx.notifier.wake(SoftDelete::QUEUE);
+        }
         tracing::info!(?counts, "reconcile done");
         Ok(())
     }

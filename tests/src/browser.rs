@@ -178,6 +178,16 @@ impl Browser {
         .await;
     }
 
+    /// Sets a cookie (path `/`) for the current page's site, as a signed-in app would.
+    pub async fn add_cookie(&self, name: &str, value: &str) {
+        self.call(
+            reqwest::Method::POST,
+            "/cookie",
+            Some(json!({"cookie": {"name": name, "value": value, "path": "/"}})),
+        )
+        .await;
+    }
+
     /// How many elements match `css`.
     pub async fn count(&self, css: &str) -> usize {
         let v = self

@@ -1,5 +1,7 @@
 //! A local fake of Clerk's JWKS endpoint and Backend API, speaking their wire format, with
-//! scripted failures (429 + Retry-After, 5xx, slow answers, 404) and request counters.
+//! scripted failures (429 + Retry-After, 5xx, slow answers, 404) and request counters. The
+//! Backend API's `GET /v1/jwks` serves the same keys as the public JWKS unless a test makes
+//! them differ ([`FakeClerk::serve_backend_keys`]: a secret key of another instance).
 //! Also mints RS256 session tokens with the test keys in `fixtures/keys/`.
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -28,6 +30,8 @@ pub enum Scripted {
 pub struct State {
     pub users: HashMap<String, Value>,
     pub jwks: Vec<Value>,
+    /// What `GET /v1/jwks` serves; `None`: the same keys as the public JWKS.
+    pub backend_jwks: Option<Vec<Value>>,
     pub script: VecDeque<Scripted>,
     pub jwks_fetches: usize,
     pub metadata_writes: usize,
@@ -61,6 +65,16 @@ async fn jwks(state: Data<&Arc<Mutex<State>>>) -> Json<Value> {
     let mut s = state.lock().unwrap();
     s.jwks_fetches += 1;
     Json(json!({ "keys": s.jwks }))
+}
+
+#[handler]
+async fn backend_jwks(req: &Request, state: Data<&Arc<Mutex<State>>>) -> Response {
+    if let Some(r) = gate(req, &state).await {
+        return r;
+    }
+    let s = state.lock().unwrap();
+    let keys = s.backend_jwks.clone().unwrap_or_else(|| s.jwks.clone());
+    Json(json!({ "keys": keys })).into_response()
 }
 
 /// Applies auth and the next scripted failure; `Some` is the answer to send instead.
@@ -198,6 +212,7 @@ impl FakeClerk {
         }));
         let app = Route::new()
             .at("/.well-known/jwks.json", get(jwks))
+            .at("/v1/jwks", get(backend_jwks))
             .at("/v1/users", get(list_users))
             .at("/v1/users/:id", get(get_user))
             .at("/v1/users/:id/metadata", patch(patch_metadata))
@@ -250,6 +265,11 @@ impl FakeClerk {
 
     pub fn publish_keys(&self, names: &[&str]) {
         self.state.lock().unwrap().jwks = names.iter().map(|n| jwk(n)).collect();
+    }
+
+    /// Makes the Backend API's `GET /v1/jwks` serve these keys instead of the public ones.
+    pub fn serve_backend_keys(&self, names: &[&str]) {
+        self.state.lock().unwrap().backend_jwks = Some(names.iter().map(|n| jwk(n)).collect());
     }
 
     /// Makes every metadata write answer after `delay` (`None`: at once again).

@@ -1,5 +1,5 @@
-//! The operator API: auth on every route, the event log with filters and cursors, redaction,
-//! replay and retry end to end.
+//! The operator API: auth on every route, cross-site cookie requests refused, the event log
+//! with filters and cursors, redaction by field, replay and retry end to end.
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -436,5 +436,155 @@ async fn reconcile_on_demand_needs_the_clerk_secret_key() {
     assert_eq!(
         (s, body["error"]["code"].as_str()),
         (503, Some("not_configured"))
+    );
+}
+
+/// How a request is signed in and where the browser says it comes from.
+#[derive(Debug, Clone, Copy)]
+enum Caller {
+    /// The admin's `__session` cookie, with these `Origin` and `Sec-Fetch-Site` headers.
+    Cookie(Option<&'static str>, Option<&'static str>),
+    AdminToken,
+    BearerSession,
+}
+
+const OWN_ORIGIN: &str = "(own)";
+
+#[tokio::test]
+async fn cross_site_cookie_posts_are_refused_and_same_origin_or_bearer_ones_pass() {
+    let (clerk, app) = setup().await;
+    let admin = clerk.token("user_admin");
+    let event: String = sqlx::query_scalar(
+        "SELECT svix_id FROM webhook_events WHERE event_type = 'user.created' LIMIT 1",
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    // Each state-changing route, with what it answers once the request is let through.
+    let routes = [
+        (format!("/admin/api/events/{event}/replay"), 202),
+        ("/admin/api/jobs/01JNOSUCHJOB/retry".to_owned(), 404),
+        ("/admin/api/reconcile".to_owned(), 202),
+        ("/admin/api/reconcile/01JNOSUCHRUN/confirm".to_owned(), 404),
+    ];
+    let refused = [
+        (Caller::Cookie(Some("https://evil.example"), None), "a foreign Origin"),
+        (Caller::Cookie(Some("null"), None), "an opaque Origin"),
+        (Caller::Cookie(None, Some("cross-site")), "Sec-Fetch-Site: cross-site"),
+        (Caller::Cookie(None, Some("same-site")), "Sec-Fetch-Site: same-site"),
+        (
+            Caller::Cookie(Some(OWN_ORIGIN), Some("cross-site")),
+            "Sec-Fetch-Site decides over Origin",
+        ),
+        (Caller::Cookie(None, None), "neither header"),
+    ];
+    let allowed = [
+        (Caller::Cookie(Some(OWN_ORIGIN), None), "our own Origin"),
+        (Caller::Cookie(None, Some("same-origin")), "Sec-Fetch-Site: same-origin"),
+        (Caller::Cookie(None, Some("none")), "Sec-Fetch-Site: none"),
+        (Caller::AdminToken, "ADMIN_TOKEN without either header"),
+        (Caller::BearerSession, "a Bearer session without either header"),
+    ];
+    let jobs = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM apalis.jobs")
+            .fetch_one(app.pool())
+            .await
+            .unwrap()
+    };
+    let send = |path: &str, caller: Caller| {
+        let mut req = app
+            .client
+            .post(format!("{}{path}", app.address))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("confirm=yes");
+        match caller {
+            Caller::Cookie(origin, site) => {
+                req = req.header("cookie", format!("theme=dark; __session={admin}"));
+                if let Some(o) = origin {
+                    let o = if o == OWN_ORIGIN { app.address.as_str() } else { o };
+                    req = req.header("origin", o);
+                }
+                if let Some(s) = site {
+                    req = req.header("sec-fetch-site", s);
+                }
+            }
+            Caller::AdminToken => req = req.bearer_auth(ADMIN_TOKEN),
+            Caller::BearerSession => req = req.bearer_auth(&admin),
+        }
+        req.send()
+    };
+    for (path, ok) in &routes {
+        for (caller, what) in refused {
+            let before = jobs().await;
+            let resp = send(path, caller).await.unwrap();
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (403, Some("cross_site_request")),
+                "POST {path} with the cookie and {what}"
+            );
+            assert_eq!(jobs().await, before, "POST {path} with {what} enqueued something");
+        }
+        for (caller, what) in allowed {
+            let resp = send(path, caller).await.unwrap();
+            assert_eq!(resp.status().as_u16(), *ok, "POST {path} with {what}");
+        }
+    }
+    // Reading is not state-changing: a cookie GET needs neither header.
+    let resp = app
+        .client
+        .get(format!("{}/admin/api/events", app.address))
+        .header("cookie", format!("__session={admin}"))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // The let-through replays and the queued reconcile run.
+    app.drain().await;
+}
+
+#[tokio::test]
+async fn a_one_time_code_is_redacted_in_its_fields_even_when_a_number_contains_it() {
+    let (_clerk, app) = setup().await;
+    // The payload's timestamp 1767955158800 contains "5158": the code must go, the number stay.
+    let mut email = fixture_json("email.created");
+    let code = "5158";
+    email["data"]["data"]["otp_code"] = json!(code);
+    email["data"]["subject"] = json!(format!("{code} is your verification code"));
+    email["data"]["body_plain"] = json!(format!("Your code: {code}"));
+    email["data"]["body"] = json!(format!("<p>Your code: <b>{code}</b></p>"));
+    let body = serde_json::to_vec(&email).unwrap();
+    assert_eq!(app.post_signed("msg_otp_num", &body).await.status(), 200);
+
+    let (s, detail) = call(
+        &app,
+        Method::GET,
+        "/admin/api/events/msg_otp_num",
+        Auth::Token(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let payload = &detail["payload"];
+    assert_eq!(payload["data"]["data"]["otp_code"], "[redacted]");
+    assert_eq!(payload["data"]["subject"], "[redacted] is your verification code");
+    assert_eq!(payload["data"]["body"], "[redacted]");
+    assert_eq!(payload["data"]["body_plain"], "[redacted]");
+    assert_eq!(payload["timestamp"], email["timestamp"], "the number is left alone");
+    assert_eq!(payload["data"]["to_email_address"], "alice@example.com");
+    fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::String(s) => out.push(s),
+            Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+            Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    strings(payload, &mut all);
+    assert!(
+        all.iter().all(|s| !s.contains(code)),
+        "the code is in no text field: {payload}"
     );
 }

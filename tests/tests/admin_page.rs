@@ -211,3 +211,78 @@ async fn the_console_page_carries_no_data_and_a_strict_policy() {
         .unwrap()
         .starts_with("text/javascript"));
 }
+
+/// The console signed in by an admin's `__session` cookie (no token): its own POSTs pass the
+/// cross-site check, and a run's held deletions are confirmed with its Confirm button.
+#[tokio::test]
+async fn an_admin_signed_in_by_cookie_confirms_held_deletions_in_the_browser() {
+    let clerk = FakeClerk::start().await;
+    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    app.ctx.reconcile.max_deletions = 1;
+    let with_clerk = app.ctx.clerk.take();
+    for (id, role) in [
+        ("user_admin", Some("admin")),
+        ("user_gone1", None),
+        ("user_gone2", None),
+    ] {
+        let body = user_event("user.created", id, Some(&format!("{id}@example.com")), 1, role);
+        assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
+    }
+    app.drain().await;
+    app.ctx.clerk = with_clerk;
+    let mut admin = fixture_json("user.created")["data"].clone();
+    admin["id"] = serde_json::json!("user_admin");
+    admin["email_addresses"][0]["email_address"] = serde_json::json!("user_admin@example.com");
+    admin["updated_at"] = serde_json::json!(1);
+    clerk.put_user(admin);
+    // A run finds two users gone: over the limit of one, so both are held.
+    let job = jobs::reconcile::Reconcile {
+        page_size: 500,
+        origin: jobs::audit::Origin::system(),
+    };
+    let mut conn = app.pool().acquire().await.unwrap();
+    let run = jobs::queue::enqueue_one(&mut conn, &job, None)
+        .await
+        .unwrap()
+        .to_string();
+    drop(conn);
+    app.drain().await;
+    assert_eq!(
+        users(app.pool()).await.iter().filter(|u| u.deleted_at_ms.is_some()).count(),
+        0
+    );
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/admin", app.address)).await;
+    browser.add_cookie("__session", &clerk.token("user_admin")).await;
+    browser.goto(&format!("{}/admin", app.address)).await;
+    let row = format!("#reconcile-runs tr[data-job-id=\"{run}\"]");
+    browser
+        .wait_for("the run with its held deletions", WAIT, || async {
+            browser.text(&format!("{row} td.held")).await == "2 waiting"
+        })
+        .await;
+    browser.click(&format!("{row} button.confirm")).await;
+    browser
+        .wait_for("the confirmation", WAIT, || async {
+            browser.text("#flash").await.contains("Confirmed 2 deletion(s)")
+        })
+        .await;
+    browser
+        .wait_for("the run to show them confirmed", WAIT, || async {
+            browser.text(&format!("{row} td.held")).await == "2 confirmed"
+                && browser.count(&format!("{row} button.confirm")).await == 0
+        })
+        .await;
+    app.drain().await;
+    let deleted: Vec<Option<String>> = users(app.pool())
+        .await
+        .into_iter()
+        .filter(|u| u.deleted_at_ms.is_some())
+        .map(|u| u.clerk_user_id)
+        .collect();
+    assert_eq!(
+        deleted,
+        [Some("user_gone1".to_owned()), Some("user_gone2".to_owned())]
+    );
+}

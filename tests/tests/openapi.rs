@@ -19,6 +19,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/admin/api/queues"),
     ("get", "/admin/api/reconcile"),
     ("post", "/admin/api/reconcile"),
+    ("post", "/admin/api/reconcile/{job_id}/confirm"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -159,6 +160,20 @@ async fn real_answers_are_documented_answers() {
             "/admin/api/reconcile",
             admin(Method::POST, "/admin/api/reconcile"),
             503,
+        ),
+        (
+            "post",
+            "/admin/api/reconcile/{job_id}/confirm",
+            admin(Method::POST, "/admin/api/reconcile/01JNONE/confirm"),
+            404,
+        ),
+        (
+            "post",
+            "/admin/api/events/{svix_id}/replay",
+            post("/admin/api/events/msg_docs/replay")
+                .header("cookie", "__session=x")
+                .header("sec-fetch-site", "cross-site"),
+            403,
         ),
         ("get", "/healthz", get("/healthz"), 200),
         ("get", "/readyz", get("/readyz"), 200),

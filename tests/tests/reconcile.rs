@@ -1,4 +1,6 @@
-//! Reconcile against a fake Clerk with drift in both directions and a 429 in the middle.
+//! Reconcile against a fake Clerk: drift in both directions and a 429 in the middle; a
+//! Backend API that knows none of our users (deletions held until an operator confirms); a
+//! secret key of another instance (the run fails `instance_mismatch` and changes nothing).
 
 use jobs::audit::Origin;
 use jobs::queue::Job;
@@ -108,7 +110,184 @@ async fn drift_is_repaired_in_both_directions_through_a_rate_limit() {
             .await
             .unwrap();
     assert_eq!(
-        counts,
-        json!({"scanned": 7, "created": 2, "updated": 1, "deleted": 1})
+        (
+            &counts["scanned"],
+            &counts["created"],
+            &counts["updated"],
+            &counts["deleted"],
+            &counts["held_deletions"]
+        ),
+        (&json!(7), &json!(2), &json!(1), &json!(1), &json!(0))
+    );
+}
+
+/// Our side: `n` users `user_k1..` plus an admin, created through webhooks (no write-back).
+async fn seed(app: &mut TestApp, n: usize) {
+    let with_clerk = app.ctx.clerk.take();
+    let mut ids: Vec<(String, Option<&str>)> = (1..=n).map(|i| (format!("user_k{i}"), None)).collect();
+    ids.push(("user_admin".into(), Some("admin")));
+    for (id, role) in &ids {
+        let body = user_event("user.created", id, Some(&format!("{id}@example.com")), 10, *role);
+        assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
+    }
+    app.drain().await;
+    app.ctx.clerk = with_clerk;
+}
+
+async fn admin_call(app: &TestApp, token: &str, method: reqwest::Method, path: &str) -> (u16, Value) {
+    let resp = app
+        .client
+        .request(method, format!("{}{path}", app.address))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn live_users(app: &TestApp) -> usize {
+    users(app.pool()).await.iter().filter(|u| u.deleted_at_ms.is_none()).count()
+}
+
+/// Runs a Reconcile through the queue, as `POST /admin/api/reconcile` does; returns its job id.
+async fn run_reconcile(app: &TestApp, token: &str) -> String {
+    let (s, body) = admin_call(app, token, reqwest::Method::POST, "/admin/api/reconcile").await;
+    assert_eq!(s, 202, "{body}");
+    app.drain().await;
+    body["job_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_backend_that_knows_none_of_our_users_deletes_nobody_until_an_operator_confirms() {
+    let clerk = FakeClerk::start().await;
+    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    app.ctx.reconcile.session_jwks_url = Some(clerk.jwks_url()); // same instance: check passes
+    seed(&mut app, 11).await;
+    // Clerk lists nobody and answers 404 for each of our 12 users: more than the default 10.
+    let admin = clerk.token("user_admin");
+    let job_id = run_reconcile(&app, &admin).await;
+
+    assert_eq!(live_users(&app).await, 12, "nothing is deleted");
+    let (_, report) = admin_call(&app, &admin, reqwest::Method::GET, "/admin/api/reconcile").await;
+    let run = &report["runs"][0];
+    assert_eq!(
+        (&run["job_id"], &run["deleted"], &run["held_deletions"], &run["error"]),
+        (&json!(job_id), &json!(0), &json!(12), &Value::Null),
+        "{report}"
+    );
+
+    let confirm = format!("/admin/api/reconcile/{job_id}/confirm");
+    let (s, body) = admin_call(&app, &admin, reqwest::Method::POST, &confirm).await;
+    assert_eq!((s, &body["confirmed"]), (202, &json!(12)), "{body}");
+    assert_eq!(body["job_ids"].as_array().unwrap().len(), 12);
+    let (s, again) = admin_call(&app, &admin, reqwest::Method::POST, &confirm).await;
+    assert_eq!((s, again["error"]["code"].as_str()), (409, Some("conflict")), "confirmed once");
+    let report = app.drain().await;
+    assert_eq!((report.succeeded, report.killed), (12, 0));
+
+    assert_eq!(live_users(&app).await, 0, "the confirmed deletions are applied");
+    let actors: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT actor FROM audit_log WHERE action IN ('user.deleted', 'reconcile.deletions_confirmed')",
+    )
+    .fetch_all(app.pool())
+    .await
+    .unwrap();
+    assert_eq!(actors, ["user:user_admin"], "the operator is the actor");
+    let (_, report) = admin_call(&app, ADMIN_TOKEN, reqwest::Method::GET, "/admin/api/reconcile").await;
+    assert_eq!(
+        (&report["runs"][0]["held_deletions"], &report["runs"][0]["confirmed_deletions"]),
+        (&json!(0), &json!(12))
+    );
+    let (s, body) = admin_call(
+        &app,
+        ADMIN_TOKEN,
+        reqwest::Method::POST,
+        "/admin/api/reconcile/01JNOSUCHRUN/confirm",
+    )
+    .await;
+    assert_eq!((s, body["error"]["code"].as_str()), (404, Some("not_found")));
+}
+
+#[tokio::test]
+async fn a_secret_key_of_another_instance_fails_the_run_and_changes_nothing() {
+    let clerk = FakeClerk::start().await;
+    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    app.allow_unfinished_jobs = true; // the refused run stays dead, for the operator to see
+    app.ctx.reconcile.session_jwks_url = Some(clerk.jwks_url());
+    clerk.serve_backend_keys(&["foreign"]);
+    seed(&mut app, 3).await;
+    let jobs_before: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    let audit_before: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action <> 'reconcile.requested'")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+
+    let (s, body) = admin_call(&app, ADMIN_TOKEN, reqwest::Method::POST, "/admin/api/reconcile").await;
+    assert_eq!(s, 202);
+    let report = app.drain().await;
+    assert_eq!((report.succeeded, report.killed), (0, 1), "fatal at once");
+
+    assert_eq!(live_users(&app).await, 4, "nobody deleted");
+    let jobs_after: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(jobs_after, jobs_before + 1, "no job but the run itself");
+    let audit_after: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action <> 'reconcile.requested'")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(audit_after, audit_before + 1, "only the run's own record");
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM reconcile_held_deletions")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(held, 0);
+    assert_eq!(clerk.state.lock().unwrap().user_fetches, 0, "stopped before asking about users");
+
+    let job_id = body["job_id"].as_str().unwrap();
+    let err: String = sqlx::query_scalar("SELECT last_result ->> 'Err' FROM apalis.jobs WHERE id = $1")
+        .bind(job_id)
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert!(err.contains("instance_mismatch"), "{err}");
+    let (_, report) = admin_call(&app, ADMIN_TOKEN, reqwest::Method::GET, "/admin/api/reconcile").await;
+    let run = &report["runs"][0];
+    assert_eq!(run["job_id"], job_id);
+    assert_eq!(run["error"]["code"], "instance_mismatch", "{report}");
+    assert!(run["error"]["message"].as_str().unwrap().contains("CLERK_JWKS_URL"));
+}
+
+#[tokio::test]
+async fn deletions_up_to_the_limit_apply_at_once() {
+    let clerk = FakeClerk::start().await;
+    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    app.ctx.reconcile.max_deletions = 3;
+    seed(&mut app, 3).await;
+    let mut admin = fixture_json("user.created")["data"].clone();
+    admin["id"] = json!("user_admin");
+    admin["email_addresses"][0]["email_address"] = json!("user_admin@example.com");
+    admin["updated_at"] = json!(10);
+    clerk.put_user(admin);
+
+    run_reconcile(&app, ADMIN_TOKEN).await;
+
+    let live: Vec<Option<String>> = users(app.pool())
+        .await
+        .into_iter()
+        .filter(|u| u.deleted_at_ms.is_none())
+        .map(|u| u.clerk_user_id)
+        .collect();
+    assert_eq!(live, [Some("user_admin".to_owned())], "three gone users, three deletions applied");
+    let (_, report) = admin_call(&app, ADMIN_TOKEN, reqwest::Method::GET, "/admin/api/reconcile").await;
+    let run = &report["runs"][0];
+    assert_eq!(
+        (&run["deleted"], &run["held_deletions"]),
+        (&json!(3), &json!(0)),
+        "{report}"
     );
 }

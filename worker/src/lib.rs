@@ -30,6 +30,9 @@ pub struct WorkerConfig {
     pub retention: RetentionConfig,
     /// `RECONCILE_INTERVAL_SECS` (default 3600); reconcile runs only with `CLERK_SECRET_KEY`.
     pub reconcile_interval_secs: u64,
+    /// `RECONCILE_MAX_DELETIONS` (default 10) and `CLERK_JWKS_URL` (optional; the api reads it
+    /// too): Reconcile's deletion guard and instance check.
+    pub reconcile: jobs::reconcile::ReconcileSettings,
 }
 
 /// When retention runs and what it keeps.
@@ -113,6 +116,13 @@ impl WorkerConfig {
                 events_days: env.parsed("RETENTION_EVENTS_DAYS", 30u32)?,
             },
             reconcile_interval_secs: env.parsed("RECONCILE_INTERVAL_SECS", 3600u64)?.max(1),
+            reconcile: jobs::reconcile::ReconcileSettings {
+                max_deletions: env.parsed(
+                    "RECONCILE_MAX_DELETIONS",
+                    jobs::reconcile::DEFAULT_MAX_DELETIONS,
+                )?,
+                session_jwks_url: env.optional("CLERK_JWKS_URL"),
+            },
             metrics_port: env
                 .optional("WORKER_METRICS_PORT")
                 .map(|_| env.parsed("WORKER_METRICS_PORT", 0u16))
@@ -138,6 +148,7 @@ pub async fn run(
         metrics_server::spawn(([0, 0, 0, 0], port).into(), pool.clone()).await?;
     }
     let mut ctx = JobContext::new(pool);
+    ctx.reconcile = config.reconcile.clone();
     match config.clerk_secret_key {
         Some(key) => ctx = ctx.with_clerk(Arc::new(HttpClerkApi::new(&config.clerk_api_url, key))),
         None => tracing::info!(
@@ -230,6 +241,36 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("MAIL_FROM is malformed"));
+    }
+
+    #[test]
+    fn reconcile_guard_settings_are_read_by_name() {
+        let base = |k: &str| match k {
+            "DATABASE_URL" => Some("postgres://x".to_owned()),
+            _ => None,
+        };
+        let c = WorkerConfig::from_env(&Env(base)).unwrap();
+        assert_eq!(c.reconcile, jobs::reconcile::ReconcileSettings::default());
+        assert_eq!(c.reconcile.max_deletions, 10);
+        let env = Env(|k: &str| match k {
+            "RECONCILE_MAX_DELETIONS" => Some("0".to_owned()),
+            "CLERK_JWKS_URL" => Some("https://clerk.example.com/.well-known/jwks.json".to_owned()),
+            k => base(k),
+        });
+        let c = WorkerConfig::from_env(&env).unwrap();
+        assert_eq!(c.reconcile.max_deletions, 0);
+        assert_eq!(
+            c.reconcile.session_jwks_url.as_deref(),
+            Some("https://clerk.example.com/.well-known/jwks.json")
+        );
+        let env = Env(|k: &str| match k {
+            "RECONCILE_MAX_DELETIONS" => Some("-1".to_owned()),
+            k => base(k),
+        });
+        assert!(WorkerConfig::from_env(&env)
+            .unwrap_err()
+            .to_string()
+            .starts_with("RECONCILE_MAX_DELETIONS is malformed"));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The operator API under `/admin/api`: the event log (filtered, sorted, cursor-paginated;
 //! one-time codes redacted), replaying an event, failed/dead/retrying jobs, retrying one.
 //! Auth: `Authorization: Bearer $ADMIN_TOKEN` (constant-time compare) or a session token whose
-//! user has role `admin`; 401 without credentials, 403 for a valid non-admin session.
+//! user has role `admin`; 401 without credentials, 403 for a valid non-admin session, and
+//! `403 cross_site_request` for a state-changing request signed in by the `__session` cookie
+//! that does not come from our own pages (see `csrf`). Reconcile's routes are in
+//! `admin_reconcile`.
 
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -38,12 +41,12 @@ type JobRow = (
     Option<String>,
 );
 
-fn db(e: sqlx::Error) -> ApiError {
+pub(crate) fn db(e: sqlx::Error) -> ApiError {
     ApiError::Unavailable(e.into())
 }
 
 /// Ends an operator change: its audit entry, then the commit that makes both durable.
-async fn audit_and_commit(
+pub(crate) async fn audit_and_commit(
     mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
     origin: &jobs::audit::Origin,
     action: &str,
@@ -57,7 +60,7 @@ async fn audit_and_commit(
 }
 
 /// The audit origin of an operator's request: the admin user, or `system` for ADMIN_TOKEN.
-fn operator_origin(who: &str) -> jobs::audit::Origin {
+pub(crate) fn operator_origin(who: &str) -> jobs::audit::Origin {
     jobs::audit::Origin {
         user: who
             .strip_prefix("user:")
@@ -70,8 +73,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// What a route does: only state-changing ones are checked for cross-site requests.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    Read,
+    Write,
+}
+
 /// Who may use the operator routes.
-async fn authorize(headers: &HeaderMap, state: &AppState) -> Result<String, ApiError> {
+pub(crate) async fn authorize(
+    headers: &HeaderMap,
+    state: &AppState,
+    access: Access,
+) -> Result<String, ApiError> {
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -84,6 +98,13 @@ async fn authorize(headers: &HeaderMap, state: &AppState) -> Result<String, ApiE
         if constant_time_eq(token.as_bytes(), admin.expose_secret().as_bytes()) {
             return Ok("admin-token".into());
         }
+    }
+    // Without an Authorization header the session comes from the cookie, which a browser
+    // also attaches to requests other sites make.
+    let by_cookie = headers.get("authorization").is_none()
+        && crate::session::SessionVerifier::token(headers).is_some();
+    if access == Access::Write && by_cookie && !super::csrf::from_own_origin(headers) {
+        return Err(ApiError::CrossSiteRequest);
     }
     let Some(sessions) = &state.sessions else {
         return Err(ApiError::Unauthenticated(
@@ -105,16 +126,30 @@ async fn authorize(headers: &HeaderMap, state: &AppState) -> Result<String, ApiE
     }
 }
 
+/// An operator route: `guarded!(read|write name, inner, args…)` authorizes, then runs `inner`.
 macro_rules! guarded {
-    ($name:ident, $inner:ident $(, $arg:ident : $ty:ty)*) => {
-        pub async fn $name(headers: &HeaderMap, state: &AppState $(, $arg: $ty)*) -> Response {
-            match authorize(headers, state).await {
+    (read $name:ident, $inner:ident $(, $arg:ident : $ty:ty)*) => {
+        guarded!(@ Read $name, $inner $(, $arg: $ty)*);
+    };
+    (write $name:ident, $inner:ident $(, $arg:ident : $ty:ty)*) => {
+        guarded!(@ Write $name, $inner $(, $arg: $ty)*);
+    };
+    (@ $access:ident $name:ident, $inner:ident $(, $arg:ident : $ty:ty)*) => {
+        pub async fn $name(
+            headers: &poem::http::HeaderMap,
+            state: &$crate::startup::AppState
+            $(, $arg: $ty)*
+        ) -> poem::Response {
+            use poem::IntoResponse;
+            let access = $crate::routes::admin::Access::$access;
+            match $crate::routes::admin::authorize(headers, state, access).await {
                 Ok(who) => $inner(state, &who $(, $arg)*).await.unwrap_or_else(IntoResponse::into_response),
                 Err(e) => e.into_response(),
             }
         }
     };
 }
+pub(crate) use guarded;
 
 /// The event log's filters, as the query string gives them.
 pub struct EventQuery {
@@ -138,7 +173,7 @@ fn time(
         })
 }
 
-guarded!(list_events, list_events_inner, q: EventQuery);
+guarded!(read list_events, list_events_inner, q: EventQuery);
 
 async fn list_events_inner(
     state: &AppState,
@@ -223,31 +258,9 @@ async fn list_events_inner(
     Ok(Json(json!({"events": events, "next_cursor": next})).into_response())
 }
 
-/// One-time codes never leave the database: the code itself wherever it appears (Clerk puts it
-/// in the subject and both bodies too), and the rendered bodies as a whole.
-pub fn redact(payload: Value) -> Value {
-    if payload["type"] != "email.created" && payload["type"] != "sms.created" {
-        return payload;
-    }
-    let code = payload["data"]["data"]["otp_code"]
-        .as_str()
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned);
-    let mut payload = match code {
-        Some(code) => serde_json::from_str(&payload.to_string().replace(&code, "[redacted]"))
-            .unwrap_or(payload),
-        None => payload,
-    };
-    let data = &mut payload["data"];
-    for key in ["body", "body_plain", "message"] {
-        if data.get(key).is_some() {
-            data[key] = json!("[redacted]");
-        }
-    }
-    payload
-}
+pub use super::redact::redact;
 
-guarded!(event_detail, event_detail_inner, id: &str);
+guarded!(read event_detail, event_detail_inner, id: &str);
 
 async fn event_detail_inner(state: &AppState, _who: &str, id: &str) -> Result<Response, ApiError> {
     let row: Option<EventDetail> = sqlx::query_as(
@@ -262,7 +275,7 @@ async fn event_detail_inner(state: &AppState, _who: &str, id: &str) -> Result<Re
     Ok(Json(json!({"svix_id": id, "event_type": t, "status": s, "received_at": at, "attempts": attempts, "pending_jobs": pending, "last_error": err, "payload": redact(payload)})).into_response())
 }
 
-guarded!(replay_event, replay_event_inner, id: &str);
+guarded!(write replay_event, replay_event_inner, id: &str);
 
 /// Plans the stored event again and enqueues its jobs: safe because handlers are idempotent.
 async fn replay_event_inner(state: &AppState, who: &str, id: &str) -> Result<Response, ApiError> {
@@ -309,7 +322,7 @@ async fn replay_event_inner(state: &AppState, who: &str, id: &str) -> Result<Res
     Ok((poem::http::StatusCode::ACCEPTED, Json(json!({"svix_id": id, "job_ids": ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()}))).into_response())
 }
 
-guarded!(list_jobs, list_jobs_inner, job_state: Option<&str>, queue: Option<&str>);
+guarded!(read list_jobs, list_jobs_inner, job_state: Option<&str>, queue: Option<&str>);
 
 async fn list_jobs_inner(
     state: &AppState,
@@ -347,7 +360,7 @@ async fn list_jobs_inner(
     Ok(Json(json!({ "jobs": jobs })).into_response())
 }
 
-guarded!(retry_job, retry_job_inner, id: &str);
+guarded!(write retry_job, retry_job_inner, id: &str);
 
 /// Gives a dead (failed for good or killed) job a fresh set of attempts, now.
 async fn retry_job_inner(state: &AppState, who: &str, id: &str) -> Result<Response, ApiError> {
@@ -396,97 +409,11 @@ async fn retry_job_inner(state: &AppState, who: &str, id: &str) -> Result<Respon
         .into_response())
 }
 
-guarded!(queues, queues_inner);
+guarded!(read queues, queues_inner);
 
 async fn queues_inner(state: &AppState, _who: &str) -> Result<Response, ApiError> {
     let stats = jobs::queue::status::queue_stats(&state.pool)
         .await
         .map_err(db)?;
     Ok(Json(json!({ "queues": stats })).into_response())
-}
-
-/// The Reconcile run that is queued, running or retrying, if any.
-const CURRENT_RECONCILE: &str = "SELECT id, status, attempts, max_attempts FROM apalis.jobs \
-     WHERE job_type = $1 AND (status IN ('Pending', 'Queued', 'Running') OR (status = 'Failed' AND attempts < max_attempts)) \
-     ORDER BY run_at LIMIT 1";
-
-guarded!(run_reconcile, run_reconcile_inner);
-
-/// Queues a Reconcile run now, unless one is already queued or running (then its id).
-async fn run_reconcile_inner(state: &AppState, who: &str) -> Result<Response, ApiError> {
-    use jobs::queue::Job;
-    use jobs::reconcile::Reconcile;
-    if !state.clerk_api_enabled {
-        return Err(ApiError::NotConfigured("CLERK_SECRET_KEY"));
-    }
-    let mut tx = state.pool.begin().await.map_err(db)?;
-    // One operator request at a time decides whether a run is already queued.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-        .bind(Reconcile::QUEUE)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-    let current: Option<(String, String, i32, i32)> = sqlx::query_as(CURRENT_RECONCILE)
-        .bind(Reconcile::QUEUE)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-    if let Some((id, ..)) = current {
-        return Ok((
-            poem::http::StatusCode::ACCEPTED,
-            Json(json!({"job_id": id, "already_queued": true})),
-        )
-            .into_response());
-    }
-    let origin = operator_origin(who);
-    let job = Reconcile {
-        page_size: jobs::reconcile::PAGE_SIZE,
-        origin: origin.clone(),
-    };
-    let id = jobs::queue::enqueue_one(&mut tx, &job, None)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .to_string();
-    audit_and_commit(
-        tx,
-        &origin,
-        "reconcile.requested",
-        "system",
-        json!({"by": who, "job_id": id}),
-    )
-    .await?;
-    state.notifier.wake(Reconcile::QUEUE);
-    Ok((
-        poem::http::StatusCode::ACCEPTED,
-        Json(json!({"job_id": id, "already_queued": false})),
-    )
-        .into_response())
-}
-
-guarded!(reconcile_runs, reconcile_runs_inner);
-
-/// The last runs' counts (from the audit log) and the run in progress, if any.
-async fn reconcile_runs_inner(state: &AppState, _who: &str) -> Result<Response, ApiError> {
-    use jobs::queue::Job;
-    let runs: Vec<(Time, String, Value)> = sqlx::query_as(
-        "SELECT at, actor, details FROM audit_log WHERE subject = 'system' AND action = 'reconcile.run' ORDER BY at DESC, id DESC LIMIT 20",
-    )
-    .fetch_all(&state.pool)
-    .await
-    .map_err(db)?;
-    let current: Option<(String, String, i32, i32)> = sqlx::query_as(CURRENT_RECONCILE)
-        .bind(jobs::reconcile::Reconcile::QUEUE)
-        .fetch_optional(&state.pool)
-        .await
-        .map_err(db)?;
-    let runs: Vec<Value> = runs
-        .into_iter()
-        .map(|(at, actor, d)| {
-            json!({"at": at, "actor": actor, "scanned": d["scanned"], "created": d["created"], "updated": d["updated"], "deleted": d["deleted"]})
-        })
-        .collect();
-    let current = current.map(|(id, status, attempts, max)| {
-        json!({"job_id": id, "state": jobs::queue::status::state(&status, attempts, max), "attempts": attempts, "max_attempts": max})
-    });
-    Ok(Json(json!({"runs": runs, "current": current})).into_response())
 }

@@ -53,6 +53,22 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     fn handle(self, ctx: &JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
 }
 
+tokio::task_local! {
+    /// The id of the job whose handler runs in this task.
+    static CURRENT_JOB_ID: String;
+}
+
+/// The `apalis.jobs.id` of the job whose handler is running (`None` when a handler is called
+/// directly, outside the runner): for jobs whose results operators refer to by job id.
+pub fn current_job_id() -> Option<String> {
+    CURRENT_JOB_ID.try_with(Clone::clone).ok()
+}
+
+/// Runs `f` with [`current_job_id`] answering `id`.
+pub(crate) fn with_job_id<F: Future>(id: String, f: F) -> impl Future<Output = F::Output> {
+    CURRENT_JOB_ID.scope(id, f)
+}
+
 /// Enqueueing failed; nothing was written (the caller's transaction should roll back).
 #[derive(Debug, thiserror::Error)]
 pub enum EnqueueError {

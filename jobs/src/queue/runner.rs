@@ -410,7 +410,7 @@ async fn execute(
     let span = tracing::info_span!("job", job_id = %id, queue = entry.queue, svix_id = svix.as_deref(), request_id = request_id.as_deref(), attempt = attempts_before + 1);
     async move {
         let started = Instant::now();
-        let executed = AssertUnwindSafe(entry.run(ctx.clone(), task.args))
+        let executed = AssertUnwindSafe(super::with_job_id(id.clone(), entry.run(ctx.clone(), task.args)))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| Executed {

@@ -1,0 +1,172 @@
+//! The operator routes of Reconcile: run it now, list the runs (counts, errors such as
+//! `instance_mismatch`, deletions held back by the `RECONCILE_MAX_DELETIONS` guard), and
+//! confirm a run's held deletions. Auth and cross-site checks as in `admin`.
+
+use super::admin::{audit_and_commit, db, guarded, operator_origin};
+use crate::error::ApiError;
+use crate::startup::AppState;
+use jobs::planner::PlannedJob;
+use jobs::queue::Job;
+use jobs::reconcile::Reconcile;
+use jobs::soft_delete::SoftDelete;
+use poem::http::StatusCode;
+use poem::web::Json;
+use poem::{IntoResponse, Response};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+type Time = chrono::DateTime<chrono::Utc>;
+
+/// The Reconcile run that is queued, running or retrying, if any.
+const CURRENT_RECONCILE: &str = "SELECT id, status, attempts, max_attempts FROM apalis.jobs \
+     WHERE job_type = $1 AND (status IN ('Pending', 'Queued', 'Running') OR (status = 'Failed' AND attempts < max_attempts)) \
+     ORDER BY run_at LIMIT 1";
+
+guarded!(write run_reconcile, run_reconcile_inner);
+
+/// Queues a Reconcile run now, unless one is already queued or running (then its id).
+async fn run_reconcile_inner(state: &AppState, who: &str) -> Result<Response, ApiError> {
+    if !state.clerk_api_enabled {
+        return Err(ApiError::NotConfigured("CLERK_SECRET_KEY"));
+    }
+    let mut tx = state.pool.begin().await.map_err(db)?;
+    // One operator request at a time decides whether a run is already queued.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(Reconcile::QUEUE)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    let current: Option<(String, String, i32, i32)> = sqlx::query_as(CURRENT_RECONCILE)
+        .bind(Reconcile::QUEUE)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+    if let Some((id, ..)) = current {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"job_id": id, "already_queued": true})),
+        )
+            .into_response());
+    }
+    let origin = operator_origin(who);
+    let job = Reconcile {
+        page_size: jobs::reconcile::PAGE_SIZE,
+        origin: origin.clone(),
+    };
+    let id = jobs::queue::enqueue_one(&mut tx, &job, None)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .to_string();
+    audit_and_commit(
+        tx,
+        &origin,
+        "reconcile.requested",
+        "system",
+        json!({"by": who, "job_id": id}),
+    )
+    .await?;
+    state.notifier.wake(Reconcile::QUEUE);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"job_id": id, "already_queued": false})),
+    )
+        .into_response())
+}
+
+guarded!(read reconcile_runs, reconcile_runs_inner);
+
+/// The last runs (from the audit log) with their held deletions, and the run in progress.
+async fn reconcile_runs_inner(state: &AppState, _who: &str) -> Result<Response, ApiError> {
+    let runs: Vec<(Time, String, Value)> = sqlx::query_as(
+        "SELECT at, actor, details FROM audit_log WHERE subject = 'system' AND action = 'reconcile.run' ORDER BY at DESC, id DESC LIMIT 20",
+    )
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db)?;
+    let current: Option<(String, String, i32, i32)> = sqlx::query_as(CURRENT_RECONCILE)
+        .bind(Reconcile::QUEUE)
+        .fetch_optional(&state.pool)
+        .await
+        .map_err(db)?;
+    let ids: Vec<String> = runs
+        .iter()
+        .filter_map(|(_, _, d)| d["job_id"].as_str().map(str::to_owned))
+        .collect();
+    let held: HashMap<String, (i64, i64)> = jobs::held_deletions::counts(&state.pool, &ids)
+        .await
+        .map_err(db)?
+        .into_iter()
+        .map(|(id, held, confirmed)| (id, (held, confirmed)))
+        .collect();
+    let runs: Vec<Value> = runs
+        .into_iter()
+        .map(|(at, actor, d)| {
+            let (held, confirmed) = d["job_id"]
+                .as_str()
+                .and_then(|id| held.get(id).copied())
+                .unwrap_or((0, 0));
+            json!({"job_id": d["job_id"], "at": at, "actor": actor, "scanned": d["scanned"], "created": d["created"],
+                   "updated": d["updated"], "deleted": d["deleted"], "held_deletions": held,
+                   "confirmed_deletions": confirmed, "error": d["error"]})
+        })
+        .collect();
+    let current = current.map(|(id, status, attempts, max)| {
+        json!({"job_id": id, "state": jobs::queue::status::state(&status, attempts, max), "attempts": attempts, "max_attempts": max})
+    });
+    Ok(Json(json!({"runs": runs, "current": current})).into_response())
+}
+
+guarded!(write confirm_deletions, confirm_deletions_inner, job_id: &str);
+
+/// Applies the deletions a run held back: marks them confirmed and enqueues their SoftDelete
+/// jobs (the operator as their actor) in one transaction, so a second call finds nothing.
+async fn confirm_deletions_inner(
+    state: &AppState,
+    who: &str,
+    job_id: &str,
+) -> Result<Response, ApiError> {
+    let mut tx = state.pool.begin().await.map_err(db)?;
+    let held = jobs::held_deletions::confirm(&mut tx, job_id, who)
+        .await
+        .map_err(db)?;
+    if held.is_empty() {
+        let known = jobs::held_deletions::is_run(&mut tx, job_id, Reconcile::QUEUE)
+            .await
+            .map_err(db)?;
+        return Err(if known {
+            ApiError::Conflict("this run holds no deletions waiting for confirmation")
+        } else {
+            ApiError::NotFound("no such reconcile run")
+        });
+    }
+    let origin = operator_origin(who);
+    let planned: Vec<PlannedJob> = held
+        .into_iter()
+        .filter_map(|(cid, deleted_at_ms)| {
+            let clerk_user_id = jobs::ids::ClerkUserId::parse(&cid).ok()?;
+            Some(PlannedJob::SoftDelete(SoftDelete {
+                clerk_user_id,
+                deleted_at_ms,
+                origin: origin.clone(),
+            }))
+        })
+        .collect();
+    let ids = jobs::queue::enqueue(&mut tx, &planned, None)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    audit_and_commit(
+        tx,
+        &origin,
+        "reconcile.deletions_confirmed",
+        "system",
+        json!({"by": who, "job_id": job_id, "deletions": ids.len()}),
+    )
+    .await?;
+    state.notifier.wake(SoftDelete::QUEUE);
+    let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"job_id": job_id, "confirmed": ids.len(), "job_ids": ids})),
+    )
+        .into_response())
+}

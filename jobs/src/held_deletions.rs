@@ -1,0 +1,66 @@
+//! `reconcile_held_deletions`: the deletions a Reconcile run held back (more than
+//! `RECONCILE_MAX_DELETIONS`) until an operator confirms them. Every statement on the table.
+
+use sqlx::{PgConnection, PgPool};
+
+/// Holds `ids` for the run `job_id`; a retried run holds the same users once.
+pub async fn hold(
+    conn: &mut PgConnection,
+    job_id: &str,
+    ids: &[String],
+    deleted_at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO reconcile_held_deletions (job_id, clerk_user_id, deleted_at_ms) \
+         SELECT $1, id, $3 FROM unnest($2::text[]) AS id ON CONFLICT DO NOTHING",
+    )
+    .bind(job_id)
+    .bind(ids)
+    .bind(deleted_at_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks the run's unconfirmed deletions confirmed by `by` and returns them
+/// (`clerk_user_id`, `deleted_at_ms`). A concurrent second call waits for the first to commit
+/// and then finds nothing left.
+pub async fn confirm(
+    conn: &mut PgConnection,
+    job_id: &str,
+    by: &str,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE reconcile_held_deletions SET confirmed_at = now(), confirmed_by = $2 \
+         WHERE job_id = $1 AND confirmed_at IS NULL RETURNING clerk_user_id, deleted_at_ms",
+    )
+    .bind(job_id)
+    .bind(by)
+    .fetch_all(conn)
+    .await
+}
+
+/// Whether `job_id` names a Reconcile run: one that held deletions, recorded its result, or
+/// is still in the queue.
+pub async fn is_run(conn: &mut PgConnection, job_id: &str, queue: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM reconcile_held_deletions WHERE job_id = $1) \
+             OR EXISTS (SELECT 1 FROM audit_log WHERE action = 'reconcile.run' AND subject = 'system' AND details ->> 'job_id' = $1) \
+             OR EXISTS (SELECT 1 FROM apalis.jobs WHERE id = $1 AND job_type = $2)",
+    )
+    .bind(job_id)
+    .bind(queue)
+    .fetch_one(conn)
+    .await
+}
+
+/// Per run: (`job_id`, deletions still held, deletions confirmed).
+pub async fn counts(pool: &PgPool, job_ids: &[String]) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT job_id, count(*) FILTER (WHERE confirmed_at IS NULL), count(*) FILTER (WHERE confirmed_at IS NOT NULL) \
+         FROM reconcile_held_deletions WHERE job_id = ANY($1) GROUP BY job_id",
+    )
+    .bind(job_ids)
+    .fetch_all(pool)
+    .await
+}
