@@ -42,7 +42,11 @@ pub async fn confirm(
 
 /// Whether `job_id` names a Reconcile run: one that held deletions, recorded its result, or
 /// is still in the queue.
-pub async fn is_run(conn: &mut PgConnection, job_id: &str, queue: &str) -> Result<bool, sqlx::Error> {
+pub async fn is_run(
+    conn: &mut PgConnection,
+    job_id: &str,
+    queue: &str,
+) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM reconcile_held_deletions WHERE job_id = $1) \
              OR EXISTS (SELECT 1 FROM audit_log WHERE action = 'reconcile.run' AND subject = 'system' AND details ->> 'job_id' = $1) \
@@ -55,7 +59,10 @@ pub async fn is_run(conn: &mut PgConnection, job_id: &str, queue: &str) -> Resul
 }
 
 /// Per run: (`job_id`, deletions still held, deletions confirmed).
-pub async fn counts(pool: &PgPool, job_ids: &[String]) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+pub async fn counts(
+    pool: &PgPool,
+    job_ids: &[String],
+) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT job_id, count(*) FILTER (WHERE confirmed_at IS NULL), count(*) FILTER (WHERE confirmed_at IS NOT NULL) \
          FROM reconcile_held_deletions WHERE job_id = ANY($1) GROUP BY job_id",

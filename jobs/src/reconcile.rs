@@ -139,8 +139,7 @@ impl Job for Reconcile {
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
         let clerk = ctx.clerk_api()?.clone();
         // Operators confirm held deletions by the run's job id; a direct call gets its own id.
-        let run_id =
-            queue::current_job_id().unwrap_or_else(|| ulid::Ulid::generate().to_string());
+        let run_id = queue::current_job_id().unwrap_or_else(|| ulid::Ulid::generate().to_string());
         if let Some(mismatch) = check_instance(clerk.as_ref(), &ctx.reconcile).await? {
             let mut conn = ctx.pool.acquire().await?;
             let details = json!({"job_id": run_id, "error": {"code": INSTANCE_MISMATCH, "message": mismatch.to_string()}});

@@ -468,10 +468,19 @@ async fn cross_site_cookie_posts_are_refused_and_same_origin_or_bearer_ones_pass
         ("/admin/api/reconcile/01JNOSUCHRUN/confirm".to_owned(), 404),
     ];
     let refused = [
-        (Caller::Cookie(Some("https://evil.example"), None), "a foreign Origin"),
+        (
+            Caller::Cookie(Some("https://evil.example"), None),
+            "a foreign Origin",
+        ),
         (Caller::Cookie(Some("null"), None), "an opaque Origin"),
-        (Caller::Cookie(None, Some("cross-site")), "Sec-Fetch-Site: cross-site"),
-        (Caller::Cookie(None, Some("same-site")), "Sec-Fetch-Site: same-site"),
+        (
+            Caller::Cookie(None, Some("cross-site")),
+            "Sec-Fetch-Site: cross-site",
+        ),
+        (
+            Caller::Cookie(None, Some("same-site")),
+            "Sec-Fetch-Site: same-site",
+        ),
         (
             Caller::Cookie(Some(OWN_ORIGIN), Some("cross-site")),
             "Sec-Fetch-Site decides over Origin",
@@ -480,10 +489,16 @@ async fn cross_site_cookie_posts_are_refused_and_same_origin_or_bearer_ones_pass
     ];
     let allowed = [
         (Caller::Cookie(Some(OWN_ORIGIN), None), "our own Origin"),
-        (Caller::Cookie(None, Some("same-origin")), "Sec-Fetch-Site: same-origin"),
+        (
+            Caller::Cookie(None, Some("same-origin")),
+            "Sec-Fetch-Site: same-origin",
+        ),
         (Caller::Cookie(None, Some("none")), "Sec-Fetch-Site: none"),
         (Caller::AdminToken, "ADMIN_TOKEN without either header"),
-        (Caller::BearerSession, "a Bearer session without either header"),
+        (
+            Caller::BearerSession,
+            "a Bearer session without either header",
+        ),
     ];
     let jobs = || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM apalis.jobs")
@@ -501,7 +516,11 @@ async fn cross_site_cookie_posts_are_refused_and_same_origin_or_bearer_ones_pass
             Caller::Cookie(origin, site) => {
                 req = req.header("cookie", format!("theme=dark; __session={admin}"));
                 if let Some(o) = origin {
-                    let o = if o == OWN_ORIGIN { app.address.as_str() } else { o };
+                    let o = if o == OWN_ORIGIN {
+                        app.address.as_str()
+                    } else {
+                        o
+                    };
                     req = req.header("origin", o);
                 }
                 if let Some(s) = site {
@@ -524,7 +543,11 @@ async fn cross_site_cookie_posts_are_refused_and_same_origin_or_bearer_ones_pass
                 (403, Some("cross_site_request")),
                 "POST {path} with the cookie and {what}"
             );
-            assert_eq!(jobs().await, before, "POST {path} with {what} enqueued something");
+            assert_eq!(
+                jobs().await,
+                before,
+                "POST {path} with {what} enqueued something"
+            );
         }
         for (caller, what) in allowed {
             let resp = send(path, caller).await.unwrap();
@@ -568,10 +591,16 @@ async fn a_one_time_code_is_redacted_in_its_fields_even_when_a_number_contains_i
     assert_eq!(s, 200);
     let payload = &detail["payload"];
     assert_eq!(payload["data"]["data"]["otp_code"], "[redacted]");
-    assert_eq!(payload["data"]["subject"], "[redacted] is your verification code");
+    assert_eq!(
+        payload["data"]["subject"],
+        "[redacted] is your verification code"
+    );
     assert_eq!(payload["data"]["body"], "[redacted]");
     assert_eq!(payload["data"]["body_plain"], "[redacted]");
-    assert_eq!(payload["timestamp"], email["timestamp"], "the number is left alone");
+    assert_eq!(
+        payload["timestamp"], email["timestamp"],
+        "the number is left alone"
+    );
     assert_eq!(payload["data"]["to_email_address"], "alice@example.com");
     fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
         match v {

@@ -225,7 +225,13 @@ async fn an_admin_signed_in_by_cookie_confirms_held_deletions_in_the_browser() {
         ("user_gone1", None),
         ("user_gone2", None),
     ] {
-        let body = user_event("user.created", id, Some(&format!("{id}@example.com")), 1, role);
+        let body = user_event(
+            "user.created",
+            id,
+            Some(&format!("{id}@example.com")),
+            1,
+            role,
+        );
         assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
     }
     app.drain().await;
@@ -248,13 +254,19 @@ async fn an_admin_signed_in_by_cookie_confirms_held_deletions_in_the_browser() {
     drop(conn);
     app.drain().await;
     assert_eq!(
-        users(app.pool()).await.iter().filter(|u| u.deleted_at_ms.is_some()).count(),
+        users(app.pool())
+            .await
+            .iter()
+            .filter(|u| u.deleted_at_ms.is_some())
+            .count(),
         0
     );
 
     let browser = Browser::start().await;
     browser.goto(&format!("{}/admin", app.address)).await;
-    browser.add_cookie("__session", &clerk.token("user_admin")).await;
+    browser
+        .add_cookie("__session", &clerk.token("user_admin"))
+        .await;
     browser.goto(&format!("{}/admin", app.address)).await;
     let row = format!("#reconcile-runs tr[data-job-id=\"{run}\"]");
     browser
@@ -265,7 +277,10 @@ async fn an_admin_signed_in_by_cookie_confirms_held_deletions_in_the_browser() {
     browser.click(&format!("{row} button.confirm")).await;
     browser
         .wait_for("the confirmation", WAIT, || async {
-            browser.text("#flash").await.contains("Confirmed 2 deletion(s)")
+            browser
+                .text("#flash")
+                .await
+                .contains("Confirmed 2 deletion(s)")
         })
         .await;
     browser

@@ -124,17 +124,29 @@ async fn drift_is_repaired_in_both_directions_through_a_rate_limit() {
 /// Our side: `n` users `user_k1..` plus an admin, created through webhooks (no write-back).
 async fn seed(app: &mut TestApp, n: usize) {
     let with_clerk = app.ctx.clerk.take();
-    let mut ids: Vec<(String, Option<&str>)> = (1..=n).map(|i| (format!("user_k{i}"), None)).collect();
+    let mut ids: Vec<(String, Option<&str>)> =
+        (1..=n).map(|i| (format!("user_k{i}"), None)).collect();
     ids.push(("user_admin".into(), Some("admin")));
     for (id, role) in &ids {
-        let body = user_event("user.created", id, Some(&format!("{id}@example.com")), 10, *role);
+        let body = user_event(
+            "user.created",
+            id,
+            Some(&format!("{id}@example.com")),
+            10,
+            *role,
+        );
         assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
     }
     app.drain().await;
     app.ctx.clerk = with_clerk;
 }
 
-async fn admin_call(app: &TestApp, token: &str, method: reqwest::Method, path: &str) -> (u16, Value) {
+async fn admin_call(
+    app: &TestApp,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+) -> (u16, Value) {
     let resp = app
         .client
         .request(method, format!("{}{path}", app.address))
@@ -142,11 +154,18 @@ async fn admin_call(app: &TestApp, token: &str, method: reqwest::Method, path: &
         .send()
         .await
         .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
 }
 
 async fn live_users(app: &TestApp) -> usize {
-    users(app.pool()).await.iter().filter(|u| u.deleted_at_ms.is_none()).count()
+    users(app.pool())
+        .await
+        .iter()
+        .filter(|u| u.deleted_at_ms.is_none())
+        .count()
 }
 
 /// Runs a Reconcile through the queue, as `POST /admin/api/reconcile` does; returns its job id.
@@ -171,7 +190,12 @@ async fn a_backend_that_knows_none_of_our_users_deletes_nobody_until_an_operator
     let (_, report) = admin_call(&app, &admin, reqwest::Method::GET, "/admin/api/reconcile").await;
     let run = &report["runs"][0];
     assert_eq!(
-        (&run["job_id"], &run["deleted"], &run["held_deletions"], &run["error"]),
+        (
+            &run["job_id"],
+            &run["deleted"],
+            &run["held_deletions"],
+            &run["error"]
+        ),
         (&json!(job_id), &json!(0), &json!(12), &Value::Null),
         "{report}"
     );
@@ -181,11 +205,19 @@ async fn a_backend_that_knows_none_of_our_users_deletes_nobody_until_an_operator
     assert_eq!((s, &body["confirmed"]), (202, &json!(12)), "{body}");
     assert_eq!(body["job_ids"].as_array().unwrap().len(), 12);
     let (s, again) = admin_call(&app, &admin, reqwest::Method::POST, &confirm).await;
-    assert_eq!((s, again["error"]["code"].as_str()), (409, Some("conflict")), "confirmed once");
+    assert_eq!(
+        (s, again["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "confirmed once"
+    );
     let report = app.drain().await;
     assert_eq!((report.succeeded, report.killed), (12, 0));
 
-    assert_eq!(live_users(&app).await, 0, "the confirmed deletions are applied");
+    assert_eq!(
+        live_users(&app).await,
+        0,
+        "the confirmed deletions are applied"
+    );
     let actors: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT actor FROM audit_log WHERE action IN ('user.deleted', 'reconcile.deletions_confirmed')",
     )
@@ -193,9 +225,18 @@ async fn a_backend_that_knows_none_of_our_users_deletes_nobody_until_an_operator
     .await
     .unwrap();
     assert_eq!(actors, ["user:user_admin"], "the operator is the actor");
-    let (_, report) = admin_call(&app, ADMIN_TOKEN, reqwest::Method::GET, "/admin/api/reconcile").await;
+    let (_, report) = admin_call(
+        &app,
+        ADMIN_TOKEN,
+        reqwest::Method::GET,
+        "/admin/api/reconcile",
+    )
+    .await;
     assert_eq!(
-        (&report["runs"][0]["held_deletions"], &report["runs"][0]["confirmed_deletions"]),
+        (
+            &report["runs"][0]["held_deletions"],
+            &report["runs"][0]["confirmed_deletions"]
+        ),
         (&json!(0), &json!(12))
     );
     let (s, body) = admin_call(
@@ -205,7 +246,10 @@ async fn a_backend_that_knows_none_of_our_users_deletes_nobody_until_an_operator
         "/admin/api/reconcile/01JNOSUCHRUN/confirm",
     )
     .await;
-    assert_eq!((s, body["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
 }
 
 #[tokio::test]
@@ -220,12 +264,19 @@ async fn a_secret_key_of_another_instance_fails_the_run_and_changes_nothing() {
         .fetch_one(app.pool())
         .await
         .unwrap();
-    let audit_before: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action <> 'reconcile.requested'")
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let audit_before: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action <> 'reconcile.requested'")
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
 
-    let (s, body) = admin_call(&app, ADMIN_TOKEN, reqwest::Method::POST, "/admin/api/reconcile").await;
+    let (s, body) = admin_call(
+        &app,
+        ADMIN_TOKEN,
+        reqwest::Method::POST,
+        "/admin/api/reconcile",
+    )
+    .await;
     assert_eq!(s, 202);
     let report = app.drain().await;
     assert_eq!((report.succeeded, report.killed), (0, 1), "fatal at once");
@@ -236,30 +287,45 @@ async fn a_secret_key_of_another_instance_fails_the_run_and_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(jobs_after, jobs_before + 1, "no job but the run itself");
-    let audit_after: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action <> 'reconcile.requested'")
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let audit_after: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action <> 'reconcile.requested'")
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
     assert_eq!(audit_after, audit_before + 1, "only the run's own record");
     let held: i64 = sqlx::query_scalar("SELECT count(*) FROM reconcile_held_deletions")
         .fetch_one(app.pool())
         .await
         .unwrap();
     assert_eq!(held, 0);
-    assert_eq!(clerk.state.lock().unwrap().user_fetches, 0, "stopped before asking about users");
+    assert_eq!(
+        clerk.state.lock().unwrap().user_fetches,
+        0,
+        "stopped before asking about users"
+    );
 
     let job_id = body["job_id"].as_str().unwrap();
-    let err: String = sqlx::query_scalar("SELECT last_result ->> 'Err' FROM apalis.jobs WHERE id = $1")
-        .bind(job_id)
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let err: String =
+        sqlx::query_scalar("SELECT last_result ->> 'Err' FROM apalis.jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
     assert!(err.contains("instance_mismatch"), "{err}");
-    let (_, report) = admin_call(&app, ADMIN_TOKEN, reqwest::Method::GET, "/admin/api/reconcile").await;
+    let (_, report) = admin_call(
+        &app,
+        ADMIN_TOKEN,
+        reqwest::Method::GET,
+        "/admin/api/reconcile",
+    )
+    .await;
     let run = &report["runs"][0];
     assert_eq!(run["job_id"], job_id);
     assert_eq!(run["error"]["code"], "instance_mismatch", "{report}");
-    assert!(run["error"]["message"].as_str().unwrap().contains("CLERK_JWKS_URL"));
+    assert!(run["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("CLERK_JWKS_URL"));
 }
 
 #[tokio::test]
@@ -282,8 +348,18 @@ async fn deletions_up_to_the_limit_apply_at_once() {
         .filter(|u| u.deleted_at_ms.is_none())
         .map(|u| u.clerk_user_id)
         .collect();
-    assert_eq!(live, [Some("user_admin".to_owned())], "three gone users, three deletions applied");
-    let (_, report) = admin_call(&app, ADMIN_TOKEN, reqwest::Method::GET, "/admin/api/reconcile").await;
+    assert_eq!(
+        live,
+        [Some("user_admin".to_owned())],
+        "three gone users, three deletions applied"
+    );
+    let (_, report) = admin_call(
+        &app,
+        ADMIN_TOKEN,
+        reqwest::Method::GET,
+        "/admin/api/reconcile",
+    )
+    .await;
     let run = &report["runs"][0];
     assert_eq!(
         (&run["deleted"], &run["held_deletions"]),

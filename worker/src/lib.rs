@@ -174,6 +174,9 @@ pub async fn run(
         }
     });
     if ctx.clerk.is_some() {
+        if ctx.reconcile.session_jwks_url.is_none() {
+            tracing::info!("CLERK_JWKS_URL not set: Reconcile cannot check that CLERK_SECRET_KEY belongs to the session keys' instance");
+        }
         spawn_schedule(&ctx, "reconcile", config.reconcile_interval_secs, || {
             jobs::reconcile::Reconcile {
                 page_size: jobs::reconcile::PAGE_SIZE,

@@ -4,7 +4,8 @@
 //! user has role `admin`; 401 without credentials, 403 for a valid non-admin session, and
 //! `403 cross_site_request` for a state-changing request signed in by the `__session` cookie
 //! that does not come from our own pages (see `csrf`). Reconcile's routes are in
-//! `admin_reconcile`.
+//! `admin_reconcile`, the payload redaction in `redact`. (Over 400 lines: the event log's
+//! filtered, cursor-paged query and the two operator actions share the auth above.)
 
 use crate::error::ApiError;
 use crate::startup::AppState;

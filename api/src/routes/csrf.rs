@@ -39,6 +39,9 @@ pub fn from_own_origin(headers: &HeaderMap) -> bool {
 mod tests {
     use super::*;
 
+    /// Request headers, whether they pass, and what the case is.
+    type Case<'a> = (&'a [(&'static str, &'static str)], bool, &'static str);
+
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
@@ -50,28 +53,59 @@ mod tests {
     #[test]
     fn own_pages_pass_and_other_sites_do_not() {
         let host = ("host", "ops.example.com");
-        let cases: &[(&[(&'static str, &str)], bool, &str)] = &[
+        let cases: &[Case] = &[
             (&[("sec-fetch-site", "same-origin")], true, "same origin"),
             (&[("sec-fetch-site", "none")], true, "typed by the user"),
-            (&[("sec-fetch-site", "same-site")], false, "a sibling subdomain"),
+            (
+                &[("sec-fetch-site", "same-site")],
+                false,
+                "a sibling subdomain",
+            ),
             (&[("sec-fetch-site", "cross-site")], false, "another site"),
             (
-                &[("sec-fetch-site", "cross-site"), ("origin", "https://ops.example.com")],
+                &[
+                    ("sec-fetch-site", "cross-site"),
+                    ("origin", "https://ops.example.com"),
+                ],
                 false,
                 "Sec-Fetch-Site is decisive",
             ),
-            (&[host, ("origin", "https://ops.example.com")], true, "own origin"),
-            (&[host, ("origin", "http://ops.example.com")], true, "own origin, plain"),
-            (&[host, ("origin", "https://evil.example")], false, "foreign origin"),
-            (&[host, ("origin", "https://ops.example.com:8443")], false, "other port"),
+            (
+                &[host, ("origin", "https://ops.example.com")],
+                true,
+                "own origin",
+            ),
+            (
+                &[host, ("origin", "http://ops.example.com")],
+                true,
+                "own origin, plain",
+            ),
+            (
+                &[host, ("origin", "https://evil.example")],
+                false,
+                "foreign origin",
+            ),
+            (
+                &[host, ("origin", "https://ops.example.com:8443")],
+                false,
+                "other port",
+            ),
             (&[host, ("origin", "null")], false, "opaque origin"),
             (
-                &[host, ("origin", "http://ops.example.com"), ("x-forwarded-proto", "https")],
+                &[
+                    host,
+                    ("origin", "http://ops.example.com"),
+                    ("x-forwarded-proto", "https"),
+                ],
                 false,
                 "scheme differs from the proxy's",
             ),
             (
-                &[host, ("origin", "https://ops.example.com"), ("x-forwarded-proto", "https")],
+                &[
+                    host,
+                    ("origin", "https://ops.example.com"),
+                    ("x-forwarded-proto", "https"),
+                ],
                 true,
                 "scheme as the proxy says",
             ),
