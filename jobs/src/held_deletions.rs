@@ -58,14 +58,19 @@ pub async fn is_run(
     .await
 }
 
-/// Per run: (`job_id`, deletions still held, deletions confirmed).
+/// Per run: (`job_id`, deletions still held, deletions confirmed). A held user deleted since
+/// (a later run's confirmed hold, a webhook) no longer counts as waiting, so repeated runs that
+/// held the same users do not keep asking for a confirmation.
 pub async fn counts(
     pool: &PgPool,
     job_ids: &[String],
 ) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT job_id, count(*) FILTER (WHERE confirmed_at IS NULL), count(*) FILTER (WHERE confirmed_at IS NOT NULL) \
-         FROM reconcile_held_deletions WHERE job_id = ANY($1) GROUP BY job_id",
+        "SELECT h.job_id, \
+                count(*) FILTER (WHERE h.confirmed_at IS NULL AND u.deleted_at IS NULL AND u.id IS NOT NULL), \
+                count(*) FILTER (WHERE h.confirmed_at IS NOT NULL) \
+         FROM reconcile_held_deletions h LEFT JOIN users u ON u.clerk_user_id = h.clerk_user_id \
+         WHERE h.job_id = ANY($1) GROUP BY h.job_id",
     )
     .bind(job_ids)
     .fetch_all(pool)
