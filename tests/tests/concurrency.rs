@@ -108,10 +108,13 @@ fn round_two(tag: &str, deleted: &[bool]) -> Vec<Vec<u8>> {
 async fn post_all_at_once(app: &TestApp, bodies: &[Vec<u8>]) {
     let sends = bodies.iter().map(|b| {
         let req = signed_webhook(&app.client, &app.address, &new_svix_id(), b);
-        async move { req.send().await.unwrap().status() }
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status(), resp.text().await.unwrap_or_default())
+        }
     });
-    for status in futures::future::join_all(sends).await {
-        assert_eq!(status, 202);
+    for (status, body) in futures::future::join_all(sends).await {
+        assert_eq!(status, 202, "{body}");
     }
 }
 
@@ -174,6 +177,10 @@ async fn scenario(
     post_all_at_once(app, &first).await;
     wait_for_idle_queue(app.pool(), Duration::from_secs(60)).await;
     let round_one_took = started.elapsed();
+    eprintln!(
+        "{tag}: round one, {} events, drained in {round_one_took:?}",
+        first.len()
+    );
     let after_first = outcome(app.pool(), tag).await;
     assert_eq!(
         (
@@ -190,7 +197,7 @@ async fn scenario(
     post_all_at_once(app, &second).await;
     wait_for_idle_queue(app.pool(), Duration::from_secs(60)).await;
     eprintln!(
-        "{tag}: {} events; round one drained in {round_one_took:?}, both in {:?}",
+        "{tag}: both rounds, {} events, drained in {:?}",
         first.len() + second.len(),
         started.elapsed()
     );
@@ -212,10 +219,13 @@ async fn scenario(
     eprintln!("{tag}: {retried} jobs needed a retry");
 }
 
+/// Two worker processes, each running 8 jobs of a queue at once (and holding 12 connections
+/// rather than the default 20: the test server is shared).
 fn two_workers(app: &TestApp) -> [WorkerProcess; 2] {
+    let env = [("WORKER_CONCURRENCY", "8")];
     [
-        WorkerProcess::start(&app.db.url, &[]),
-        WorkerProcess::start(&app.db.url, &[]),
+        WorkerProcess::start(&app.db.url, &env),
+        WorkerProcess::start(&app.db.url, &env),
     ]
 }
 
