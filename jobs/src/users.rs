@@ -9,6 +9,9 @@
 //! Addresses: only a **verified** primary address links an app-created row (no Clerk id) or
 //! takes an address from another user whose address is verified; between equals, the newer
 //! snapshot keeps it. Someone who merely typed an address into Clerk gets neither.
+//!
+//! Over 400 lines because it is the one writer of `users`: the upsert, the address claim and
+//! the soft delete share their locks and version rules, and splitting them would scatter them.
 
 use crate::audit::{self, Origin};
 use crate::clerk::UserSnapshot;
