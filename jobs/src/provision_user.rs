@@ -43,7 +43,10 @@ pub async fn apply(
 ) -> Result<UpsertOutcome, JobError> {
     let mut tx = ctx.pool.begin().await?;
     let mut woken: Vec<&'static str> = Vec::new();
-    let users::Upserted { outcome, has_email } = users::upsert_user(&mut tx, snap, origin).await?;
+    let users::Upserted {
+        outcome,
+        newly_verified,
+    } = users::upsert_user(&mut tx, snap, origin).await?;
     if ctx.clerk.is_some() && !matches!(outcome, UpsertOutcome::Stale(_)) {
         let (live, role): (bool, String) =
             sqlx::query_as("SELECT deleted_at IS NULL, role FROM users WHERE id = $1")
@@ -76,7 +79,9 @@ pub async fn apply(
         )
         .await?;
     }
-    if new_user && has_email && ctx.mailer.is_some() {
+    // The welcome mail waits for a verified address: it goes with the write that first gives
+    // the row one (the create, or the update that verifies it), whichever order they come in.
+    if newly_verified && ctx.mailer.is_some() {
         let job = SendWelcomeEmail {
             clerk_user_id: snap.clerk_user_id.clone(),
             origin: origin.clone(),

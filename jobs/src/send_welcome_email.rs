@@ -1,6 +1,8 @@
-//! SendWelcomeEmail: once per new user with an address. The send is claimed in `sent_emails`
-//! first, so duplicate jobs and retries never send twice; a claim older than [`LEASE`] (a
-//! worker died between claim and send) is taken over, so the mail is not lost either.
+//! SendWelcomeEmail: once per user, to a verified primary address. ProvisionUser enqueues it
+//! with the write that first gives the row a verified address (the create, or the update that
+//! verifies it). The send is claimed in `sent_emails` first, so duplicate jobs and retries
+//! never send twice; a claim older than [`LEASE`] (a worker died between claim and send) is
+//! taken over, so the mail is not lost either.
 
 use crate::audit::{self, Origin};
 use crate::context::JobContext;
@@ -59,10 +61,12 @@ impl Job for SendWelcomeEmail {
             .ok_or_else(|| anyhow::anyhow!("no mailer configured"))
             .fatal()?;
         // The recipient and the claim (or the take-over of an expired claim) in one statement,
-        // committed before sending. No row: deleted, or no address any more: nothing to send.
+        // committed before sending. No row: deleted, or no verified address any more: nothing
+        // to send now (the update that verifies an address enqueues this job again).
         let row: Option<(uuid::Uuid, String, Option<String>, Option<i32>)> = sqlx::query_as(
             "WITH u AS (SELECT id, email, first_name FROM users \
-                        WHERE clerk_user_id = $1 AND deleted_at IS NULL AND email IS NOT NULL), \
+                        WHERE clerk_user_id = $1 AND deleted_at IS NULL AND email IS NOT NULL \
+                          AND email_verified), \
              claim AS (INSERT INTO sent_emails (user_id, kind, recipient, status, claimed_at) \
                        SELECT id, $2, email, 'sending', now() FROM u \
                        ON CONFLICT (user_id, kind) DO UPDATE SET claimed_at = now(), \

@@ -1,13 +1,16 @@
 //! The `organizations` and `memberships` tables: the one place that writes them, with the
-//! rules of `users` (version guard on Clerk's `updated_at`, tombstones, advisory lock per Clerk
-//! id). Deleting an organization ends its memberships (Clerk sends no membership events then),
+//! rules of `users` (version guard on Clerk's `updated_at`, tombstones, advisory locks).
+//! Deleting an organization ends its memberships (Clerk sends no membership events then),
 //! and a membership that arrives for a deleted organization is stored already ended. A
 //! membership may name a user or organization not seen yet: it is kept, and the uuid
-//! references attach when they arrive.
+//! references attach when they arrive. Whichever commits second makes the link: a
+//! membership write holds its organization's and user's locks (see [`crate::locks`]), so it
+//! never runs beside a writer of either and one of the two always sees the other's row.
 
 use crate::audit::{self, Origin};
 use crate::clerk::{MembershipSnapshot, OrgSnapshot};
 use crate::ids::ClerkOrgId;
+use crate::locks::{self, Key, Mode};
 use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -24,12 +27,9 @@ pub enum Change {
     Unchanged(Uuid),
 }
 
-async fn lock(conn: &mut PgConnection, key: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(key)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// An organization's writers hold its lock exclusively (memberships share it).
+async fn lock_org(conn: &mut PgConnection, oid: &str) -> Result<(), sqlx::Error> {
+    locks::take(conn, &[(Key::Org(oid), Mode::Exclusive)]).await
 }
 
 /// Applies an organization snapshot.
@@ -39,7 +39,7 @@ pub async fn upsert_org(
     origin: &Origin,
 ) -> Result<Change, sqlx::Error> {
     let oid = snap.clerk_org_id.as_str();
-    lock(conn, oid).await?;
+    lock_org(conn, oid).await?;
     type Stored = (Uuid, Option<i64>, Option<String>, Option<String>);
     let existing: Option<Stored> =
         sqlx::query_as("SELECT id, clerk_updated_at, name, slug FROM organizations WHERE clerk_org_id = $1 FOR UPDATE")
@@ -68,11 +68,16 @@ pub async fn upsert_org(
     .bind(snap.updated_at)
     .fetch_one(&mut *conn)
     .await?;
-    sqlx::query("UPDATE memberships SET organization_id = $1 WHERE clerk_org_id = $2 AND organization_id IS NULL")
-        .bind(id)
-        .bind(oid)
-        .execute(&mut *conn)
-        .await?;
+    // Rows in id order, as every writer of several memberships locks them: a user attaching
+    // the same rows at once then waits instead of deadlocking.
+    sqlx::query(
+        "UPDATE memberships SET organization_id = $1 WHERE id IN (SELECT id FROM memberships \
+         WHERE clerk_org_id = $2 AND organization_id IS NULL ORDER BY id FOR UPDATE)",
+    )
+    .bind(id)
+    .bind(oid)
+    .execute(&mut *conn)
+    .await?;
     let (change, action, details) = match existing {
         None => (Change::Created(id), "organization.created", json!({})),
         Some((_, _, name, slug)) => {
@@ -103,7 +108,7 @@ pub async fn delete_org(
     at_ms: i64,
     origin: &Origin,
 ) -> Result<Change, sqlx::Error> {
-    lock(conn, oid.as_str()).await?;
+    lock_org(conn, oid.as_str()).await?;
     let deleted: Option<Uuid> = sqlx::query_scalar(
         "UPDATE organizations SET deleted_at = to_timestamp($2::float8 / 1000), updated_at = now() \
          WHERE clerk_org_id = $1 AND deleted_at IS NULL RETURNING id",
@@ -138,7 +143,9 @@ pub async fn delete_org(
     };
     let ended: Vec<(String, String, String)> = sqlx::query_as(
         "UPDATE memberships SET deleted_at = to_timestamp($2::float8 / 1000), updated_at = now() \
-         WHERE clerk_org_id = $1 AND deleted_at IS NULL RETURNING clerk_user_id, role, clerk_membership_id",
+         WHERE id IN (SELECT id FROM memberships WHERE clerk_org_id = $1 AND deleted_at IS NULL \
+                      ORDER BY id FOR UPDATE) \
+         RETURNING clerk_user_id, role, clerk_membership_id",
     )
     .bind(oid.as_str())
     .bind(at_ms)
@@ -166,7 +173,18 @@ pub async fn upsert_membership(
     origin: &Origin,
 ) -> Result<Change, sqlx::Error> {
     let mid = snap.clerk_membership_id.as_str();
-    lock(conn, mid).await?;
+    // Shared on the organization and the user: they are only read (for their uuids and the
+    // organization's deletion), and memberships of one organization need not wait for each
+    // other; exclusive on the membership itself.
+    locks::take(
+        conn,
+        &[
+            (Key::Org(snap.clerk_org_id.as_str()), Mode::Shared),
+            (Key::User(snap.clerk_user_id.as_str()), Mode::Shared),
+            (Key::Membership(mid), Mode::Exclusive),
+        ],
+    )
+    .await?;
     let existing: Option<(Uuid, String, Option<i64>, bool)> = sqlx::query_as(
         "SELECT id, role, clerk_updated_at, deleted_at IS NOT NULL FROM memberships WHERE clerk_membership_id = $1 FOR UPDATE",
     )
@@ -284,7 +302,8 @@ pub async fn upsert_membership(
 
 /// The personal organization of a new user: ours, not Clerk's, so its ids are derived from the
 /// user's (`personal_<user id>`), and the user is its `org:admin`. Call in the transaction
-/// that created the user, so both exist or neither does.
+/// that created the user, so both exist or neither does. No Clerk event can name these ids,
+/// so the user's lock, which that transaction holds, is the only one they need.
 pub async fn create_personal_org(
     conn: &mut PgConnection,
     user_id: Uuid,

@@ -1,13 +1,22 @@
 //! The `users` table: the one place that writes it, following DESIGN.md rule 3.
 //!
-//! Every write runs in the caller's transaction, under a per-Clerk-id advisory lock so that a
-//! webhook job and a dashboard-fallback job for the same user serialise instead of racing.
-//! Versions are Clerk's `updated_at`: an older or equal snapshot changes nothing; a delete
-//! leaves a tombstone that later snapshots may fill but never bring back to life.
+//! Every write runs in the caller's transaction, under the user's advisory lock (and its
+//! address's, see [`crate::locks`]) so that a webhook job and a dashboard-fallback job for the
+//! same user serialise instead of racing. Versions are Clerk's `updated_at`: an older or
+//! equal snapshot changes nothing; a delete leaves a tombstone that later snapshots may fill
+//! but never bring back to life.
+//!
+//! Addresses: only a **verified** primary address links an app-created row (no Clerk id) or
+//! takes an address from another user whose address is verified; between equals, the newer
+//! snapshot keeps it. Someone who merely typed an address into Clerk gets neither.
+//!
+//! Over 400 lines because it is the one writer of `users`: the upsert, the address claim and
+//! the soft delete share their locks and version rules, and splitting them would scatter them.
 
 use crate::audit::{self, Origin};
 use crate::clerk::UserSnapshot;
 use crate::ids::{ClerkUserId, EmailAddress};
+use crate::locks::{self, Key, Mode};
 use serde_json::json;
 use sqlx::{PgConnection, Row};
 use std::sync::LazyLock;
@@ -18,7 +27,8 @@ use uuid::Uuid;
 pub enum UpsertOutcome {
     /// A new row.
     Created(Uuid),
-    /// An existing row with the same email and no Clerk id now belongs to this Clerk user.
+    /// An existing row with the same verified email and no Clerk id now belongs to this
+    /// Clerk user.
     Linked(Uuid),
     /// The row took the newer snapshot.
     Updated(Uuid),
@@ -34,11 +44,14 @@ impl UpsertOutcome {
     }
 }
 
-/// What an upsert did, and whether the row now holds a live address (a welcome email can go).
+/// What an upsert did, and whether a welcome email is now due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Upserted {
     pub outcome: UpsertOutcome,
-    pub has_email: bool,
+    /// The live row holds a verified primary address now and did not before this write: a
+    /// new or linked row with one, or the update that verified it. The welcome email waits
+    /// for this (its `sent_emails` claim keeps it to one even when this happens again).
+    pub newly_verified: bool,
 }
 
 /// What a soft delete did.
@@ -64,12 +77,10 @@ struct Stored {
     deleted: bool,
 }
 
-async fn lock_clerk_id(conn: &mut PgConnection, id: &ClerkUserId) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(id.as_str())
-        .execute(conn)
-        .await?;
-    Ok(())
+impl Stored {
+    fn verified_email(&self) -> bool {
+        !self.deleted && self.email.is_some() && self.email_verified
+    }
 }
 
 /// Applies one user snapshot. Call inside a transaction.
@@ -79,7 +90,13 @@ pub async fn upsert_user(
     origin: &Origin,
 ) -> Result<Upserted, sqlx::Error> {
     let cid = &snap.clerk_user_id;
-    lock_clerk_id(conn, cid).await?;
+    // The address's lock too: two users claiming it at once take turns, so the second sees
+    // the first as the holder (instead of both inserting it and one failing on the index).
+    let mut keys = vec![(Key::User(cid.as_str()), Mode::Exclusive)];
+    if let Some(addr) = &snap.email {
+        keys.push((Key::Email(addr.as_str()), Mode::Exclusive));
+    }
+    locks::take(conn, &keys).await?;
     let existing: Option<Stored> = sqlx::query_as(
         "SELECT id, email, email_verified, first_name, last_name, username, image_url, role, \
          clerk_updated_at, deleted_at IS NOT NULL AS deleted FROM users \
@@ -93,7 +110,7 @@ pub async fn upsert_user(
         if row.clerk_updated_at.is_some_and(|v| v >= snap.updated_at) {
             return Ok(Upserted {
                 outcome: UpsertOutcome::Stale(row.id),
-                has_email: row.email.is_some() && !row.deleted,
+                newly_verified: false,
             });
         }
     }
@@ -105,8 +122,8 @@ pub async fn upsert_user(
     if let (Some(addr), true) = (&snap.email, live) {
         match claim_email(conn, addr, snap, existing.as_ref().map(|r| r.id), origin).await? {
             Claim::Free => {}
-            Claim::Unlinked(id) if existing.is_none() => link_target = Some(id),
-            Claim::Unlinked(_) | Claim::Lost => email = None,
+            Claim::Link(id) => link_target = Some(id),
+            Claim::Lost => email = None,
         }
     }
 
@@ -124,15 +141,18 @@ pub async fn upsert_user(
     let mut details = details;
     details["version"] = json!(snap.updated_at);
     // The row, its audit entry and the memberships that arrived before the user (they attach
-    // now), in one statement: one round trip.
+    // now, locked in id order like every writer of several memberships), in one statement.
     static WRITE: LazyLock<[String; 2]> = LazyLock::new(|| {
         let write = |row: &str| {
             format!(
-                "WITH u AS ({row} RETURNING id, email IS NOT NULL AND deleted_at IS NULL AS has_email), \
+                "WITH u AS ({row} RETURNING id, \
+                   email IS NOT NULL AND email_verified AND deleted_at IS NULL AS verified_email), \
                  m AS (UPDATE memberships SET user_id = (SELECT id FROM u) \
-                       WHERE clerk_user_id = $2 AND user_id IS NULL), \
+                       WHERE id IN (SELECT id FROM memberships \
+                                    WHERE clerk_user_id = $2 AND user_id IS NULL \
+                                    ORDER BY id FOR UPDATE)), \
                  a AS ({}) \
-                 SELECT id, has_email FROM u",
+                 SELECT id, verified_email FROM u",
                 audit::insert_sql(11)
             )
         };
@@ -164,7 +184,8 @@ pub async fn upsert_user(
         .fetch_one(&mut *conn)
         .await?;
     let id: Uuid = written.get(0);
-    let has_email: bool = written.get(1);
+    let verified_email: bool = written.get(1);
+    let newly_verified = verified_email && !existing.as_ref().is_some_and(Stored::verified_email);
     let outcome = outcome(id);
     if let Some(row) = existing
         .as_ref()
@@ -187,21 +208,28 @@ pub async fn upsert_user(
         )
         .await?;
     }
-    Ok(Upserted { outcome, has_email })
+    Ok(Upserted {
+        outcome,
+        newly_verified,
+    })
 }
 
 enum Claim {
     /// Nobody else holds the address.
     Free,
-    /// An app-created row without a Clerk id holds it.
-    Unlinked(Uuid),
-    /// Another Clerk user holds it with a newer snapshot: we store no address for now.
+    /// An app-created row without a Clerk id holds it, and this verified snapshot of a user
+    /// we have no row for takes that row over.
+    Link(Uuid),
+    /// Someone else keeps it: we store no address for now.
     Lost,
 }
 
-/// Resolves who holds `addr` without a retry loop: Clerk allows one owner at a time, so the
-/// newer snapshot wins; the loser keeps no address until its own next snapshot. Both outcomes
-/// are written to the audit log so an operator can see them.
+/// Resolves who holds `addr` without a retry loop. Clerk allows one owner at a time, so the
+/// snapshot that proves more wins: a verified address beats an unverified one whatever their
+/// versions, and between equals the newer snapshot wins. The loser keeps no address until its
+/// own next snapshot. An app-created row is linked only through a verified address, and only
+/// by a user we have no row for yet (the rows cannot merge). Every loss is written to the
+/// audit log (`user.email_conflict`) so an operator can see it.
 async fn claim_email(
     conn: &mut PgConnection,
     addr: &EmailAddress,
@@ -210,7 +238,7 @@ async fn claim_email(
     origin: &Origin,
 ) -> Result<Claim, sqlx::Error> {
     let holder = sqlx::query(
-        "SELECT id, clerk_user_id, clerk_updated_at FROM users \
+        "SELECT id, clerk_user_id, clerk_updated_at, email_verified FROM users \
          WHERE email = $1 AND deleted_at IS NULL AND id IS DISTINCT FROM $2 FOR UPDATE",
     )
     .bind(addr.as_str())
@@ -221,24 +249,60 @@ async fn claim_email(
         return Ok(Claim::Free);
     };
     let holder_id: Uuid = holder.get("id");
-    let Some(holder_clerk): Option<String> = holder.get("clerk_user_id") else {
-        return Ok(Claim::Unlinked(holder_id));
-    };
-    let holder_version: Option<i64> = holder.get("clerk_updated_at");
     let cid = snap.clerk_user_id.as_str();
-    if holder_version.is_some_and(|v| v >= snap.updated_at) {
-        tracing::warn!(clerk_user_id = cid, holder = %holder_clerk, "email held by a newer snapshot of another user; stored without email");
+    let Some(holder_clerk): Option<String> = holder.get("clerk_user_id") else {
+        if own_row.is_none() && snap.email_verified {
+            return Ok(Claim::Link(holder_id));
+        }
+        let resolution = if snap.email_verified {
+            "held by an app row without a Clerk id; stored without email"
+        } else {
+            "unverified address: the app row holding it is not linked; stored without email"
+        };
+        tracing::warn!(
+            clerk_user_id = cid,
+            "email held by an unlinked app row; stored without email"
+        );
         audit::record(
             conn,
             origin,
             "user.email_conflict",
             cid,
-            json!({"kept_by": holder_clerk, "resolution": "stored without email"}),
+            json!({"kept_by_row": holder_id, "resolution": resolution}),
+        )
+        .await?;
+        return Ok(Claim::Lost);
+    };
+    let holder_version: Option<i64> = holder.get("clerk_updated_at");
+    let holder_verified: bool = holder.get("email_verified");
+    let holder_keeps = if holder_verified != snap.email_verified {
+        holder_verified
+    } else {
+        holder_version.is_some_and(|v| v >= snap.updated_at)
+    };
+    if holder_keeps {
+        let resolution = if holder_verified && !snap.email_verified {
+            "unverified claim of a verified address; stored without email"
+        } else {
+            "held by a newer snapshot; stored without email"
+        };
+        tracing::warn!(clerk_user_id = cid, holder = %holder_clerk, resolution, "email kept by another user");
+        audit::record(
+            conn,
+            origin,
+            "user.email_conflict",
+            cid,
+            json!({"kept_by": holder_clerk, "resolution": resolution}),
         )
         .await?;
         return Ok(Claim::Lost);
     }
-    tracing::warn!(clerk_user_id = cid, previous_holder = %holder_clerk, "email moved from an older snapshot of another user");
+    tracing::warn!(clerk_user_id = cid, previous_holder = %holder_clerk, "email moved from another user");
+    let resolution = if snap.email_verified && !holder_verified {
+        "address released to a verified claim"
+    } else {
+        "address released to the newer snapshot"
+    };
     sqlx::query(
         "UPDATE users SET email = NULL, email_verified = false, updated_at = now() WHERE id = $1",
     )
@@ -250,7 +314,7 @@ async fn claim_email(
         origin,
         "user.email_conflict",
         &holder_clerk,
-        json!({"claimed_by": cid, "resolution": "address released to the newer snapshot"}),
+        json!({"claimed_by": cid, "resolution": resolution}),
     )
     .await?;
     Ok(Claim::Free)
@@ -293,7 +357,7 @@ pub async fn soft_delete_user(
     deleted_at_ms: i64,
     origin: &Origin,
 ) -> Result<DeleteOutcome, sqlx::Error> {
-    lock_clerk_id(conn, cid).await?;
+    locks::take(conn, &[(Key::User(cid.as_str()), Mode::Exclusive)]).await?;
     let deleted: Option<Uuid> = sqlx::query_scalar(
         "UPDATE users SET deleted_at = to_timestamp($2::float8 / 1000), updated_at = now() \
          WHERE clerk_user_id = $1 AND deleted_at IS NULL RETURNING id",

@@ -171,3 +171,123 @@ async fn a_claim_left_by_a_crashed_worker_is_taken_over_after_the_lease() {
     assert_eq!(app.drain().await.succeeded, 1);
     assert_eq!(sink.received().len(), 2, "the lost send is made up for");
 }
+
+/// `body` with its primary address not verified (yet), as Clerk reports one.
+fn unverified(body: Vec<u8>) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v["data"]["email_addresses"][0]["verification"]["status"] = "unverified".into();
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// Issue 10, item 6: the welcome mail waits until the primary address is verified, goes with
+/// the update that verifies it, and still goes exactly once.
+#[tokio::test]
+async fn the_welcome_mail_waits_for_a_verified_address_and_goes_once() {
+    let sink = SmtpSink::start().await;
+    let app = app_with_mail(&sink).await;
+    let ev = |kind: &str, id: &str, addr: &str, at: i64| user_event(kind, id, Some(addr), at, None);
+    // Each case: its user's deliveries (a repeated svix id is a Svix re-delivery), each with
+    // the number of welcome mails its address has received once it has run.
+    type Step = (Option<&'static str>, Vec<u8>, usize);
+    let cases: Vec<(&str, &str, Vec<Step>)> = vec![
+        (
+            "unverified: nothing is sent",
+            "u1@example.com",
+            vec![(
+                None,
+                unverified(ev("user.created", "user_v1", "u1@example.com", 1)),
+                0,
+            )],
+        ),
+        (
+            "sent on the update that verifies the address",
+            "u2@example.com",
+            vec![
+                (
+                    None,
+                    unverified(ev("user.created", "user_v2", "u2@example.com", 1)),
+                    0,
+                ),
+                (
+                    None,
+                    unverified(ev("user.updated", "user_v2", "u2@example.com", 2)),
+                    0,
+                ),
+                (None, ev("user.updated", "user_v2", "u2@example.com", 3), 1),
+                (None, ev("user.updated", "user_v2", "u2@example.com", 4), 1),
+            ],
+        ),
+        (
+            "the verifying update delivered twice, by Svix and by Clerk",
+            "u3@example.com",
+            vec![
+                (
+                    None,
+                    unverified(ev("user.created", "user_v3", "u3@example.com", 1)),
+                    0,
+                ),
+                (
+                    Some("msg_verify_v3"),
+                    ev("user.updated", "user_v3", "u3@example.com", 2),
+                    1,
+                ),
+                (
+                    Some("msg_verify_v3"),
+                    ev("user.updated", "user_v3", "u3@example.com", 2),
+                    1,
+                ),
+                (None, ev("user.updated", "user_v3", "u3@example.com", 2), 1),
+            ],
+        ),
+        (
+            "the verifying update before the create",
+            "u4@example.com",
+            vec![
+                (None, ev("user.updated", "user_v4", "u4@example.com", 2), 1),
+                (
+                    None,
+                    unverified(ev("user.created", "user_v4", "u4@example.com", 1)),
+                    1,
+                ),
+            ],
+        ),
+        (
+            "verified, moved to an unverified address, verified again: still one mail",
+            "u5@example.com",
+            vec![
+                (None, ev("user.created", "user_v5", "u5@example.com", 1), 1),
+                (
+                    None,
+                    unverified(ev("user.updated", "user_v5", "u5b@example.com", 2)),
+                    1,
+                ),
+                (None, ev("user.updated", "user_v5", "u5@example.com", 3), 1),
+            ],
+        ),
+        (
+            "a Google sign-up arrives verified",
+            "carol@example.com",
+            vec![(None, fixture("user.created.oauth-google"), 1)],
+        ),
+    ];
+    for (name, addr, steps) in cases {
+        for (i, (svix_id, body, mails)) in steps.into_iter().enumerate() {
+            let svix_id = svix_id.map_or_else(new_svix_id, str::to_owned);
+            assert!(app.post_signed(&svix_id, &body).await.status().is_success());
+            let report = app.drain().await;
+            assert_eq!(
+                (report.retrying, report.exhausted, report.killed),
+                (0, 0, 0)
+            );
+            let sent = sink
+                .received()
+                .iter()
+                .filter(|m| {
+                    m.to.iter()
+                        .any(|t| t.starts_with(addr.split('@').next().unwrap()))
+                })
+                .count();
+            assert_eq!(sent, mails, "{name}, after step {i}");
+        }
+    }
+}
