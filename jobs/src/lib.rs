@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod ids;
 pub mod intake;
+pub mod json_error;
 pub mod mailer;
 pub mod planner;
 pub mod provision_user;
