@@ -144,7 +144,11 @@ mod tests {
         let cases: &[(&str, &str, bool)] = &[
             ("ipv4 with port", "203.0.113.7, 198.51.100.1:4711", false),
             ("bracketed ipv6", "203.0.113.7, [2001:db9::1]", false),
-            ("bracketed ipv6 with port", "203.0.113.7, [2001:db9::1]:443", false),
+            (
+                "bracketed ipv6 with port",
+                "203.0.113.7, [2001:db9::1]:443",
+                false,
+            ),
             ("unknown", "203.0.113.7, unknown", false),
             ("empty entry", "203.0.113.7, ", false),
             ("empty in the middle", "203.0.113.7,,10.0.0.9", false),

@@ -223,14 +223,38 @@ mod tests {
     fn extreme_timestamps_are_out_of_tolerance_not_a_panic() {
         let v = WebhookVerifier::from_secrets(VECTOR_SECRET).unwrap();
         let cases: &[(&str, i64, &str)] = &[
-            ("-9223372036854775808", VECTOR_TS, "timestamp_out_of_tolerance"),
-            ("9223372036854775807", VECTOR_TS, "timestamp_out_of_tolerance"),
-            ("-9223372036854775808", i64::MAX, "timestamp_out_of_tolerance"),
-            ("9223372036854775807", i64::MIN, "timestamp_out_of_tolerance"),
+            (
+                "-9223372036854775808",
+                VECTOR_TS,
+                "timestamp_out_of_tolerance",
+            ),
+            (
+                "9223372036854775807",
+                VECTOR_TS,
+                "timestamp_out_of_tolerance",
+            ),
+            (
+                "-9223372036854775808",
+                i64::MAX,
+                "timestamp_out_of_tolerance",
+            ),
+            (
+                "9223372036854775807",
+                i64::MIN,
+                "timestamp_out_of_tolerance",
+            ),
             ("-1", i64::MAX, "timestamp_out_of_tolerance"),
             ("0", i64::MIN, "timestamp_out_of_tolerance"),
-            ("99999999999999999999999", VECTOR_TS, "timestamp_out_of_tolerance"),
-            ("-99999999999999999999999", VECTOR_TS, "timestamp_out_of_tolerance"),
+            (
+                "99999999999999999999999",
+                VECTOR_TS,
+                "timestamp_out_of_tolerance",
+            ),
+            (
+                "-99999999999999999999999",
+                VECTOR_TS,
+                "timestamp_out_of_tolerance",
+            ),
             ("-", VECTOR_TS, "malformed_svix_header"),
             ("1e9", VECTOR_TS, "malformed_svix_header"),
             ("0x10", VECTOR_TS, "malformed_svix_header"),

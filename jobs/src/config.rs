@@ -129,8 +129,11 @@ mod tests {
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "not a certificate").unwrap();
         let good = dir.join("good.pem");
-        std::fs::write(&good, "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n")
-            .unwrap();
+        std::fs::write(
+            &good,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
         for (path, want) in [
             (dir.join("missing.pem"), Err("cannot read")),
             (empty, Err("holds no PEM certificate")),
@@ -141,7 +144,10 @@ mod tests {
                 (Ok(Some(_)), Ok(())) => {}
                 (Err(e), Err(w)) => {
                     let e = e.to_string();
-                    assert!(e.starts_with("SMTP_CA_FILE is malformed") && e.contains(w), "{e}");
+                    assert!(
+                        e.starts_with("SMTP_CA_FILE is malformed") && e.contains(w),
+                        "{e}"
+                    );
                 }
                 (got, want) => panic!("{path:?}: {got:?} vs {want:?}"),
             }

@@ -131,7 +131,11 @@ fn data_kind(msg: &str) -> String {
                 .next()
                 .unwrap_or("")
                 .trim();
-            let what = KINDS.iter().find(|k| **k == what).copied().unwrap_or("value");
+            let what = KINDS
+                .iter()
+                .find(|k| **k == what)
+                .copied()
+                .unwrap_or("value");
             return format!("{template}{what}{tail}");
         }
     }

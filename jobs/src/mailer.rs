@@ -80,7 +80,11 @@ impl SmtpMailer {
 
     /// As [`SmtpMailer::new`], also trusting the PEM root certificates `extra_roots`
     /// (`SMTP_CA_FILE`) for the server's TLS certificate.
-    pub fn with_roots(url: &str, from: Mailbox, extra_roots: Option<&[u8]>) -> Result<Self, String> {
+    pub fn with_roots(
+        url: &str,
+        from: Mailbox,
+        extra_roots: Option<&[u8]>,
+    ) -> Result<Self, String> {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| format!("not a valid SMTP URL ({e})"))?;
         if let Some(pem) = extra_roots {
@@ -124,7 +128,16 @@ impl Mailer for SmtpMailer {
             match self.transport.send(msg).await {
                 Ok(_) => Ok(()),
                 Err(e) if e.is_permanent() => Err(MailError::Permanent(e.to_string())),
-                Err(e) => Err(MailError::Transient(e.to_string())),
+                Err(e) => {
+                    let mut reason = e.to_string();
+                    if reason.contains("invalid peer certificate") {
+                        reason.push_str(
+                            " (the SMTP server's TLS certificate was refused: check the host \
+                             name in SMTP_URL, or trust its authority with SMTP_CA_FILE)",
+                        );
+                    }
+                    Err(MailError::Transient(reason))
+                }
             }
         })
     }

@@ -285,7 +285,9 @@ async fn the_fallback_racing_the_webhook_yields_one_row() {
 /// The job's `error` is the generic sentence with the job id as reference, and none of
 /// the stored error's words.
 fn assert_generic_with_reference(status: &Value, job_id: &str, raw: &[&str]) {
-    let shown = status["error"].as_str().unwrap_or_else(|| panic!("no error: {status}"));
+    let shown = status["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error: {status}"));
     assert!(shown.contains(job_id), "{shown}");
     for word in raw {
         assert!(!shown.contains(word), "{word:?} shown to the user: {shown}");

@@ -65,9 +65,9 @@ impl Registry {
                         origin: serde_json::from_slice::<OriginOnly>(&payload)
                             .ok()
                             .map(|o| o.origin),
-                        result: Err(JobError::Fatal(
-                            anyhow::anyhow!("job payload does not decode: {e}"),
-                        )),
+                        result: Err(JobError::Fatal(anyhow::anyhow!(
+                            "job payload does not decode: {e}"
+                        ))),
                     },
                 }
             })

@@ -128,7 +128,10 @@ mod tests {
             assert_eq!(shown.is_some(), want.is_some(), "{state:?}");
             if let (Some(shown), Some(want)) = (shown, want) {
                 assert!(shown.contains(want) && shown.contains("01JOBID"), "{shown}");
-                assert!(!shown.contains("internal") && !shown.contains("500"), "{shown}");
+                assert!(
+                    !shown.contains("internal") && !shown.contains("500"),
+                    "{shown}"
+                );
             }
         }
     }
