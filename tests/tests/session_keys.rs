@@ -6,7 +6,9 @@ use std::time::Duration;
 use tests::fake_clerk::{FakeClerk, AUTHORIZED_PARTY};
 use tests::*;
 
-/// `GET /v1/me` with `token`; the client gives up long before the old 5 s JWKS wait ended.
+/// `GET /v1/me` with `token`. The client gives up after the api's own JWKS fetch timeout: a
+/// request that waited for the hung key server (the old code waited 5 s) cannot answer in time,
+/// while one served from the cache has all of it to spare.
 async fn me(client: &reqwest::Client, app: &TestApp, token: &str) -> u16 {
     client
         .get(format!("{}/v1/me", app.address))
@@ -44,7 +46,7 @@ async fn expired_keys_keep_answering_while_the_jwks_url_hangs() {
     app.drain().await;
     let token = clerk.token(&user);
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
+        .timeout(api::session::FETCH_TIMEOUT)
         .build()
         .unwrap();
     assert_eq!(me(&client, &app, &token).await, 200, "first fetch works");
