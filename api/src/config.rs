@@ -48,6 +48,7 @@ impl ApiConfig {
                             .collect()
                     })
                     .unwrap_or_default(),
+                key_ttl: crate::session::KEY_TTL,
             }),
             (Some(_), None) => return Err(ConfigError::Missing("CLERK_ISSUER")),
             (None, Some(_)) => return Err(ConfigError::Missing("CLERK_JWKS_URL")),

@@ -1,7 +1,12 @@
 //! Networkless session-token verification: Clerk's RS256 session JWT from `Authorization:
-//! Bearer` or the `__session` cookie, checked against keys from `CLERK_JWKS_URL`. Keys are
-//! cached for five minutes and refetched once on an unknown `kid` — single-flight and at most
-//! every ten seconds, so a flood of bad tokens cannot become a flood of JWKS requests.
+//! Bearer` or the `__session` cookie, checked against keys from `CLERK_JWKS_URL`.
+//!
+//! Keys are fresh for five minutes. After that a request still uses the cached keys at once
+//! while one refresh runs in the background, so a slow or hung JWKS URL never delays a
+//! signed-in user; the fetch itself gives up after two seconds. A `kid` we do not know causes
+//! one refetch that the request waits for — single-flight and at most every ten seconds, so a
+//! flood of bad tokens cannot become a flood of JWKS requests. A failed fetch keeps the keys we
+//! have and is not retried for ten seconds.
 
 use crate::error::ApiError;
 use jobs::ids::ClerkUserId;
@@ -10,13 +15,16 @@ use jsonwebtoken::{decode, decode_header, errors::ErrorKind, Algorithm, Decoding
 use poem::http::HeaderMap;
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Mutex, RwLock};
 
-/// Keys older than this are refreshed before use.
+/// Keys older than this are refreshed (in the background; they stay in use meanwhile).
 pub const KEY_TTL: Duration = Duration::from_secs(300);
-/// An unknown `kid` triggers at most one refetch per this interval.
+/// An unknown `kid`, or a failed fetch, allows another fetch only after this interval.
 pub const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// A JWKS fetch (connect and answer) that takes longer fails.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub const LEEWAY_SECS: u64 = 5;
 
@@ -26,6 +34,8 @@ pub struct SessionConfig {
     pub issuer: String,
     /// When non-empty, `azp` must be present and one of these.
     pub authorized_parties: Vec<String>,
+    /// How long fetched keys count as fresh ([`KEY_TTL`]; tests set it short).
+    pub key_ttl: Duration,
 }
 
 /// A verified session.
@@ -51,24 +61,44 @@ struct Keys {
     last_failure: Option<Instant>,
 }
 
+impl Keys {
+    fn fresh(&self, ttl: Duration) -> bool {
+        self.fetched_at.is_some_and(|t| t.elapsed() < ttl)
+    }
+
+    fn failed_recently(&self) -> bool {
+        self.last_failure
+            .is_some_and(|t| t.elapsed() < MIN_REFETCH_INTERVAL)
+    }
+}
+
 pub struct SessionVerifier {
+    shared: Arc<Shared>,
+}
+
+/// What the background refresh needs too.
+struct Shared {
     config: SessionConfig,
     http: reqwest::Client,
     keys: RwLock<Keys>,
-    fetching: Mutex<()>,
+    /// Held by whoever fetches: at most one JWKS request at a time.
+    fetching: Arc<Mutex<()>>,
 }
 
 impl SessionVerifier {
     pub fn new(config: SessionConfig) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
+            .connect_timeout(FETCH_TIMEOUT)
+            .timeout(FETCH_TIMEOUT)
             .build()
             .expect("reqwest client builds");
         Self {
-            config,
-            http,
-            keys: RwLock::new(Keys::default()),
-            fetching: Mutex::new(()),
+            shared: Arc::new(Shared {
+                config,
+                http,
+                keys: RwLock::new(Keys::default()),
+                fetching: Arc::new(Mutex::new(())),
+            }),
         }
     }
 
@@ -112,7 +142,7 @@ impl SessionVerifier {
         v.leeway = LEEWAY_SECS;
         v.validate_nbf = true;
         v.validate_aud = false;
-        v.set_issuer(&[&self.config.issuer]);
+        v.set_issuer(&[&self.shared.config.issuer]);
         v.set_required_spec_claims(&["exp", "iss", "sub"]);
         let claims = decode::<Claims>(token, &key, &v)
             .map_err(|e| match e.kind() {
@@ -144,9 +174,10 @@ impl SessionVerifier {
                 "the session token was issued in the future",
             ));
         }
-        if !self.config.authorized_parties.is_empty() {
+        let parties = &self.shared.config.authorized_parties;
+        if !parties.is_empty() {
             match &claims.azp {
-                Some(azp) if self.config.authorized_parties.iter().any(|p| p == azp) => {}
+                Some(azp) if parties.iter().any(|p| p == azp) => {}
                 Some(_) => {
                     return Err(ApiError::Unauthenticated(
                         "unauthorized_party",
@@ -167,31 +198,37 @@ impl SessionVerifier {
     }
 
     async fn key(&self, kid: &str) -> Result<DecodingKey, ApiError> {
-        if let Some(k) = self.cached(kid).await {
-            return Ok(k);
+        let shared = &self.shared;
+        {
+            let keys = shared.keys.read().await;
+            if let Some(k) = keys.by_kid.get(kid) {
+                if !keys.fresh(shared.config.key_ttl) {
+                    self.refresh_in_background();
+                }
+                return Ok(k.clone());
+            }
         }
         {
             // Single flight: whoever waited here re-checks what the previous holder fetched.
-            let _one = self.fetching.lock().await;
+            let _one = shared.fetching.lock().await;
             let (fresh, has, unknown_recent, failed_recent) = {
-                let k = self.keys.read().await;
+                let k = shared.keys.read().await;
                 (
-                    k.fetched_at.is_some_and(|t| t.elapsed() < KEY_TTL),
+                    k.fresh(shared.config.key_ttl),
                     k.by_kid.contains_key(kid),
                     k.last_unknown_kid_fetch
                         .is_some_and(|t| t.elapsed() < MIN_REFETCH_INTERVAL),
-                    k.last_failure
-                        .is_some_and(|t| t.elapsed() < MIN_REFETCH_INTERVAL),
+                    k.failed_recently(),
                 )
             };
             if !failed_recent && (!fresh || (!has && !unknown_recent)) {
                 if fresh {
-                    self.keys.write().await.last_unknown_kid_fetch = Some(Instant::now());
+                    shared.keys.write().await.last_unknown_kid_fetch = Some(Instant::now());
                 }
-                self.fetch_into().await;
+                shared.fetch_into().await;
             }
         }
-        let keys = self.keys.read().await;
+        let keys = shared.keys.read().await;
         match keys.by_kid.get(kid) {
             Some(k) => Ok(k.clone()),
             None if keys.fetched_at.is_none() => Err(ApiError::Unavailable(anyhow::anyhow!(
@@ -204,13 +241,27 @@ impl SessionVerifier {
         }
     }
 
-    /// A key from a fresh cache.
-    async fn cached(&self, kid: &str) -> Option<DecodingKey> {
-        let keys = self.keys.read().await;
-        let fresh = keys.fetched_at.is_some_and(|t| t.elapsed() < KEY_TTL);
-        keys.by_kid.get(kid).filter(|_| fresh).cloned()
+    /// Starts one refresh of stale keys unless one is running or the last attempt failed
+    /// recently; the caller goes on with the keys it has.
+    fn refresh_in_background(&self) {
+        let Ok(one) = self.shared.fetching.clone().try_lock_owned() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let _one = one;
+            let skip = {
+                let k = shared.keys.read().await;
+                k.fresh(shared.config.key_ttl) || k.failed_recently()
+            };
+            if !skip {
+                shared.fetch_into().await;
+            }
+        });
     }
+}
 
+impl Shared {
     /// Fetches the key set; on failure keeps serving the keys we have (a JWKS hiccup must not
     /// log everybody out) and waits a while before trying again.
     async fn fetch_into(&self) {

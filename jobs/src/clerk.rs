@@ -4,18 +4,21 @@
 //! error, because Clerk adds event types without notice.
 
 use crate::ids::{ClerkMembershipId, ClerkOrgId, ClerkUserId, EmailAddress, IdError};
+use crate::json_error::{self, JsonError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Why a verified body could not become a [`ClerkEvent`].
+/// Why a verified body could not become a [`ClerkEvent`]. The messages name the field and the
+/// kind of mismatch but never quote the body's values ([`JsonError`]): they are logged and
+/// stored as the event's `last_error`, and the values are personal data.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     #[error("body is not a JSON Clerk event envelope: {0}")]
-    Envelope(serde_json::Error),
+    Envelope(JsonError),
     #[error("`{event_type}` data does not match Clerk's schema: {source}")]
     Data {
         event_type: String,
-        source: serde_json::Error,
+        source: JsonError,
     },
     #[error("`{event_type}` carries an invalid id: {source}")]
     Id { event_type: String, source: IdError },
@@ -159,7 +162,7 @@ impl ClerkEvent {
         if has_nul_escape(body) {
             return Err(ParseError::Nul);
         }
-        let env: Envelope = serde_json::from_slice(body).map_err(ParseError::Envelope)?;
+        let env: Envelope = json_error::from_slice(body).map_err(ParseError::Envelope)?;
         let data_err = |source| ParseError::Data {
             event_type: env.event_type.clone(),
             source,
@@ -170,7 +173,7 @@ impl ClerkEvent {
         };
         let kind = match env.event_type.as_str() {
             "user.created" | "user.updated" => {
-                let user: ClerkUser = serde_json::from_value(env.data).map_err(data_err)?;
+                let user: ClerkUser = json_error::from_value(env.data).map_err(data_err)?;
                 let snapshot = user.into_snapshot().map_err(|source| ParseError::Id {
                     event_type: env.event_type.clone(),
                     source,
@@ -182,7 +185,7 @@ impl ClerkEvent {
                 }
             }
             "user.deleted" => {
-                let d: DeletedObject = serde_json::from_value(env.data).map_err(data_err)?;
+                let d: DeletedObject = json_error::from_value(env.data).map_err(data_err)?;
                 let clerk_user_id = ClerkUserId::parse(&d.id).map_err(|source| ParseError::Id {
                     event_type: env.event_type.clone(),
                     source,
@@ -190,7 +193,7 @@ impl ClerkEvent {
                 EventKind::UserDeleted { clerk_user_id }
             }
             "organization.created" | "organization.updated" => {
-                let o: ClerkOrg = serde_json::from_value(env.data).map_err(data_err)?;
+                let o: ClerkOrg = json_error::from_value(env.data).map_err(data_err)?;
                 EventKind::OrganizationUpserted(OrgSnapshot {
                     clerk_org_id: ClerkOrgId::parse(&o.id).map_err(id_err)?,
                     name: o.name,
@@ -202,7 +205,7 @@ impl ClerkEvent {
                 })
             }
             "organization.deleted" => {
-                let d: DeletedObject = serde_json::from_value(env.data).map_err(data_err)?;
+                let d: DeletedObject = json_error::from_value(env.data).map_err(data_err)?;
                 EventKind::OrganizationDeleted {
                     clerk_org_id: ClerkOrgId::parse(&d.id).map_err(id_err)?,
                 }
@@ -210,7 +213,7 @@ impl ClerkEvent {
             "organizationMembership.created"
             | "organizationMembership.updated"
             | "organizationMembership.deleted" => {
-                let m: ClerkMembership = serde_json::from_value(env.data).map_err(data_err)?;
+                let m: ClerkMembership = json_error::from_value(env.data).map_err(data_err)?;
                 let snap = m.into_snapshot().map_err(id_err)?;
                 if env.event_type == "organizationMembership.deleted" {
                     EventKind::MembershipDeleted(snap)
@@ -472,6 +475,34 @@ mod tests {
             panic!()
         };
         assert_eq!(m.updated_at, 1768646400000);
+    }
+
+    #[test]
+    fn parse_errors_name_the_field_but_not_its_value() {
+        let cases: &[(&[u8], &str, &str)] = &[
+            (
+                br#"{"type":"user.created","timestamp":1,"data":{"id":"user_1","updated_at":1,"email_addresses":[{"id":"idn_1","email_address":4155550123}]}}"#,
+                "invalid type: integer, expected a string at `email_addresses[0].email_address`",
+                "4155550123",
+            ),
+            (
+                br#"{"type":"user.created","timestamp":1,"data":{"id":"user_1","updated_at":"alice.secret@example.com"}}"#,
+                "invalid type: string, expected i64 at `updated_at`",
+                "alice",
+            ),
+            (
+                br#"{"type":"user.created","timestamp":"alice.secret@example.com","data":{}}"#,
+                "invalid type: string, expected i64 at `timestamp` (line 1 column",
+                "alice",
+            ),
+        ];
+        for (body, want, value) in cases {
+            let err = ClerkEvent::parse(body).unwrap_err();
+            let shown = err.to_string();
+            assert!(shown.contains(want), "{shown}");
+            assert!(!shown.contains(value), "{shown}");
+            assert!(!format!("{err:?}").contains(value), "{err:?}");
+        }
     }
 
     #[test]

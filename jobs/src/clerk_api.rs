@@ -191,7 +191,7 @@ fn network(e: reqwest::Error) -> ClerkApiError {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: String) -> Result<T, ClerkApiError> {
-    serde_json::from_str(&body).map_err(|e| ClerkApiError::Decode(e.to_string()))
+    crate::json_error::from_slice(body.as_bytes()).map_err(|e| ClerkApiError::Decode(e.to_string()))
 }
 
 impl ClerkApi for HttpClerkApi {

@@ -76,6 +76,30 @@ impl DatabaseConfig {
     }
 }
 
+/// `SMTP_CA_FILE`: a PEM file of root certificates trusted for the SMTP server's TLS
+/// certificate besides the built-in web roots (a relay with a private CA). Read once at
+/// start-up: a file that cannot be read or holds no certificate stops the binary.
+pub fn smtp_ca_file<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Option<Vec<u8>>, ConfigError> {
+    const NAME: &str = "SMTP_CA_FILE";
+    let Some(path) = env.optional(NAME) else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(&path).map_err(|e| ConfigError::Malformed {
+        name: NAME,
+        reason: format!("cannot read {path}: {e}"),
+    })?;
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    if !pem.windows(BEGIN.len()).any(|w| w == BEGIN) {
+        return Err(ConfigError::Malformed {
+            name: NAME,
+            reason: format!("{path} holds no PEM certificate"),
+        });
+    }
+    Ok(Some(pem))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +119,40 @@ mod tests {
             DatabaseConfig::from_env(&env(&[])).unwrap_err(),
             ConfigError::Missing("DATABASE_URL")
         );
+    }
+
+    #[test]
+    fn smtp_ca_file_must_hold_a_certificate() {
+        assert_eq!(smtp_ca_file(&env(&[])), Ok(None));
+        let dir = std::env::temp_dir().join(format!("authsync-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate").unwrap();
+        let good = dir.join("good.pem");
+        std::fs::write(
+            &good,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        for (path, want) in [
+            (dir.join("missing.pem"), Err("cannot read")),
+            (empty, Err("holds no PEM certificate")),
+            (good, Ok(())),
+        ] {
+            let got = smtp_ca_file(&env(&[("SMTP_CA_FILE", path.to_str().unwrap())]));
+            match (got, want) {
+                (Ok(Some(_)), Ok(())) => {}
+                (Err(e), Err(w)) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.starts_with("SMTP_CA_FILE is malformed") && e.contains(w),
+                        "{e}"
+                    );
+                }
+                (got, want) => panic!("{path:?}: {got:?} vs {want:?}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod held_deletions;
 pub mod ids;
 pub mod intake;
+pub mod json_error;
 pub mod locks;
 pub mod mailer;
 pub mod planner;

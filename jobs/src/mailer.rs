@@ -1,9 +1,14 @@
 //! Outgoing mail behind a small trait: SMTP through lettre (`SMTP_URL`: `smtp://` plain or
 //! with `?tls=required` for STARTTLS, `smtps://` for TLS — Resend's SMTP service works), or,
 //! without `SMTP_URL`, `.eml` files written to a local folder for development.
+//!
+//! TLS checks the server's certificate against the built-in web roots plus any PEM roots from
+//! `SMTP_CA_FILE` (a company relay with its own CA); a certificate that does not verify, or is
+//! for another host name, fails the attempt before anything is sent, and the job retries.
 
 use futures::future::BoxFuture;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::path::PathBuf;
 
@@ -70,12 +75,50 @@ pub struct SmtpMailer {
 impl SmtpMailer {
     /// `url` as lettre reads it (`smtp://user:pass@host:port?tls=required`, `smtps://…`).
     pub fn new(url: &str, from: Mailbox) -> Result<Self, String> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|e| format!("not a valid SMTP URL ({e})"))?
+        Self::with_roots(url, from, None)
+    }
+
+    /// As [`SmtpMailer::new`], also trusting the PEM root certificates `extra_roots`
+    /// (`SMTP_CA_FILE`) for the server's TLS certificate.
+    pub fn with_roots(
+        url: &str,
+        from: Mailbox,
+        extra_roots: Option<&[u8]>,
+    ) -> Result<Self, String> {
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|e| format!("not a valid SMTP URL ({e})"))?;
+        if let Some(pem) = extra_roots {
+            if let Some(tls) = tls_with_roots(url, pem)? {
+                builder = builder.tls(tls);
+            }
+        }
+        let transport = builder
             .timeout(Some(std::time::Duration::from_secs(15)))
             .build();
         Ok(Self { transport, from })
     }
+}
+
+/// The URL's TLS mode (as lettre's `from_url` reads it) with `pem`'s roots added; `None` for
+/// plain SMTP, where there is no certificate to check.
+fn tls_with_roots(url: &str, pem: &[u8]) -> Result<Option<Tls>, String> {
+    let url = reqwest::Url::parse(url).map_err(|e| format!("not a valid SMTP URL ({e})"))?;
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let tls_param = url
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    let roots = Certificate::from_pem(pem).map_err(|e| format!("SMTP_CA_FILE: {e}"))?;
+    let params = TlsParameters::builder(host)
+        .add_root_certificate(roots)
+        .build()
+        .map_err(|e| format!("SMTP_CA_FILE: {e}"))?;
+    Ok(match (url.scheme(), tls_param.as_deref()) {
+        ("smtps", _) => Some(Tls::Wrapper(params)),
+        ("smtp", Some("required")) => Some(Tls::Required(params)),
+        ("smtp", Some("opportunistic")) => Some(Tls::Opportunistic(params)),
+        _ => None,
+    })
 }
 
 impl Mailer for SmtpMailer {
@@ -85,7 +128,16 @@ impl Mailer for SmtpMailer {
             match self.transport.send(msg).await {
                 Ok(_) => Ok(()),
                 Err(e) if e.is_permanent() => Err(MailError::Permanent(e.to_string())),
-                Err(e) => Err(MailError::Transient(e.to_string())),
+                Err(e) => {
+                    let mut reason = e.to_string();
+                    if reason.contains("invalid peer certificate") {
+                        reason.push_str(
+                            " (the SMTP server's TLS certificate was refused: check the host \
+                             name in SMTP_URL, or trust its authority with SMTP_CA_FILE)",
+                        );
+                    }
+                    Err(MailError::Transient(reason))
+                }
             }
         })
     }

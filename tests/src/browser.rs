@@ -1,27 +1,40 @@
 //! Real headless Chromium driven through chromedriver's W3C WebDriver protocol (a few HTTP
 //! calls; Debian's `chromium` and `chromium-driver`, installed by scripts/test when missing).
+//!
+//! Dropping a [`Browser`] — also when the test panics, or when starting it fails halfway —
+//! ends chromedriver and every Chromium process of its session. They are found by the
+//! session's own profile folder, which each of them carries on its command line: Chromium's
+//! crash handlers leave chromedriver's process group, so a group kill would miss them (it
+//! used to leave four Chromium processes behind per test run).
 
 use serde_json::{json, Value};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 pub struct Browser {
-    driver: Child,
     base: String,
     session: String,
     http: reqwest::Client,
-    _profile: tempdir::Dir,
+    _processes: Processes,
 }
 
-mod tempdir {
-    /// A scratch directory removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
+/// chromedriver and the session's profile folder; ends them all on drop.
+struct Processes {
+    driver: Option<Child>,
+    profile: PathBuf,
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        if let Some(driver) = &mut self.driver {
+            let _ = driver.kill();
+            let _ = driver.wait();
         }
+        crate::processes::kill_processes_mentioning(&self.profile);
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
@@ -38,13 +51,28 @@ impl Browser {
             .expect("chromedriver is not installed: run the tests through scripts/test (it installs Debian's chromium and chromium-driver)");
         let chromium = find(&["/usr/bin/chromium", "/usr/lib/chromium/chromium"])
             .expect("chromium is not installed");
+        let profile = std::env::temp_dir().join(format!(
+            "authsync-chromium-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&profile).unwrap();
+        let mut processes = Processes {
+            driver: None,
+            profile: profile.clone(),
+        };
         let port = crate::free_port();
-        let driver = Command::new(driver_bin)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
+        processes.driver = Some(
+            Command::new(driver_bin)
+                .arg(format!("--port={port}"))
+                // Chromium's crash handler keeps its database under the config home: inside
+                // the profile, its command line names the profile too (see `Processes`).
+                .env("CHROME_CONFIG_HOME", &profile)
+                .env("XDG_CONFIG_HOME", &profile)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start chromedriver"),
+        );
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         let start = Instant::now();
@@ -55,11 +83,6 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let profile = std::env::temp_dir().join(format!(
-            "authsync-chromium-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&profile).unwrap();
         let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
             "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
@@ -80,11 +103,10 @@ impl Browser {
             .unwrap_or_else(|| panic!("no WebDriver session: {resp}"))
             .to_owned();
         Self {
-            driver,
             base,
             session,
             http,
-            _profile: tempdir::Dir(profile),
+            _processes: processes,
         }
     }
 
@@ -223,12 +245,5 @@ impl Browser {
             assert!(start.elapsed() < limit, "timed out waiting for {what}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }

@@ -38,6 +38,20 @@ pub struct State {
     pub user_fetches: usize,
     /// Every metadata write takes this long (a slow Clerk), until set back to `None`.
     pub metadata_delay: Option<Duration>,
+    /// The JWKS endpoint accepts requests but never answers (a hung key server).
+    pub jwks_hang: bool,
+    /// JWKS requests being held by the hang now, and the most ever held at once.
+    pub jwks_in_flight: usize,
+    pub jwks_max_in_flight: usize,
+}
+
+/// Counts a held JWKS request until its connection goes away.
+struct InFlight(Arc<Mutex<State>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().jwks_in_flight -= 1;
+    }
 }
 
 pub struct FakeClerk {
@@ -62,8 +76,20 @@ fn now() -> i64 {
 
 #[handler]
 async fn jwks(state: Data<&Arc<Mutex<State>>>) -> Json<Value> {
-    let mut s = state.lock().unwrap();
-    s.jwks_fetches += 1;
+    let hang = {
+        let mut s = state.lock().unwrap();
+        s.jwks_fetches += 1;
+        if s.jwks_hang {
+            s.jwks_in_flight += 1;
+            s.jwks_max_in_flight = s.jwks_max_in_flight.max(s.jwks_in_flight);
+        }
+        s.jwks_hang
+    };
+    if hang {
+        let _held = InFlight(Arc::clone(state.0));
+        std::future::pending::<()>().await;
+    }
+    let s = state.lock().unwrap();
     Json(json!({ "keys": s.jwks }))
 }
 
@@ -283,6 +309,16 @@ impl FakeClerk {
 
     pub fn jwks_fetches(&self) -> usize {
         self.state.lock().unwrap().jwks_fetches
+    }
+
+    /// `true`: JWKS requests are accepted and never answered, like a hung key server.
+    pub fn hang_jwks(&self, hang: bool) {
+        self.state.lock().unwrap().jwks_hang = hang;
+    }
+
+    /// The most JWKS requests the hang has held at once.
+    pub fn jwks_max_in_flight(&self) -> usize {
+        self.state.lock().unwrap().jwks_max_in_flight
     }
 
     /// A valid session token for `user_id` signed with `key1`.

@@ -153,6 +153,7 @@ impl TestApp {
                 jwks_url: c.jwks_url(),
                 issuer: c.issuer(),
                 authorized_parties: vec![fake_clerk::AUTHORIZED_PARTY.to_owned()],
+                key_ttl: api::session::KEY_TTL,
             }),
             clerk_api_enabled: clerk.is_some(),
             setup: api::routes::setup::SetupPage {

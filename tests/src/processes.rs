@@ -1,8 +1,10 @@
 //! Real `api` and `worker` processes for tests that kill them or their database. `scripts/test`
-//! builds the binaries first.
+//! builds the binaries first. Every process a test starts ends when its handle is dropped —
+//! also when the test panics, since unwinding drops it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The built binary `name` (target/<profile>/<name>), next to the test executable's folder.
 pub fn binary(name: &str) -> PathBuf {
@@ -98,5 +100,41 @@ impl Drop for ApiProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The ids of running processes whose command line mentions `marker` (a path unique to one
+/// test, such as a browser profile folder).
+pub fn pids_mentioning(marker: &Path) -> Vec<u32> {
+    let marker = marker.as_os_str().as_encoded_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| cmd.windows(marker.len()).any(|w| w == marker))
+        })
+        .collect()
+}
+
+/// SIGKILLs every process whose command line mentions `marker`, by id, and waits (bounded)
+/// until they are gone. Processes that left their parent's process group (Chromium's crash
+/// handler starts its own session) are found this way too.
+pub fn kill_processes_mentioning(marker: &Path) {
+    let start = Instant::now();
+    loop {
+        let pids = pids_mentioning(marker);
+        if pids.is_empty() || start.elapsed() > Duration::from_secs(5) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .args(pids.iter().map(u32::to_string))
+            .stderr(Stdio::null())
+            .status();
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -1,11 +1,14 @@
 //! A local SMTP server that speaks enough of RFC 5321 for a real client (EHLO, MAIL, RCPT,
 //! DATA, RSET, NOOP, QUIT) and keeps what it receives. It can refuse mail for a while (451),
-//! like a provider having an outage.
+//! like a provider having an outage, and can require TLS — STARTTLS (RFC 3207) or implicit TLS
+//! — with a certificate the test makes, as production SMTP services do.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
 
 /// One delivered message.
 #[derive(Debug, Clone)]
@@ -13,6 +16,17 @@ pub struct Received {
     pub from: String,
     pub to: Vec<String>,
     pub data: String,
+    /// Whether it arrived over TLS.
+    pub tls: bool,
+}
+
+/// How the sink requires TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkTls {
+    /// Plain connection, `STARTTLS` offered and required before `MAIL` (port 587 style).
+    StartTls,
+    /// TLS from the first byte (port 465 style).
+    Implicit,
 }
 
 #[derive(Clone)]
@@ -21,32 +35,101 @@ pub struct SmtpSink {
     received: Arc<Mutex<Vec<Received>>>,
     refuse_next: Arc<AtomicUsize>,
     refused: Arc<AtomicUsize>,
+    tls: Option<(SinkTls, TlsAcceptor)>,
+    tls_failures: Arc<AtomicUsize>,
+}
+
+/// How a command loop ended.
+#[derive(PartialEq)]
+enum Ended {
+    Closed,
+    StartTls,
 }
 
 impl SmtpSink {
+    /// A plain SMTP sink.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A sink that requires TLS in `mode`, presenting `chain` (DER, leaf first) and `key`
+    /// (PKCS#8 DER).
+    pub async fn start_tls(mode: SinkTls, chain: Vec<Vec<u8>>, key: Vec<u8>) -> Self {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                chain.into_iter().map(Into::into).collect(),
+                rustls::pki_types::PrivatePkcs8KeyDer::from(key).into(),
+            )
+            .expect("the test certificate and key fit");
+        Self::start_with(Some((mode, TlsAcceptor::from(Arc::new(config))))).await
+    }
+
+    async fn start_with(tls: Option<(SinkTls, TlsAcceptor)>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sink = Self {
             port: listener.local_addr().unwrap().port(),
             received: Arc::default(),
             refuse_next: Arc::default(),
             refused: Arc::default(),
+            tls,
+            tls_failures: Arc::default(),
         };
         let s = sink.clone();
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
                 let s = s.clone();
                 tokio::spawn(async move {
-                    let _ = s.session(sock).await;
+                    let _ = s.serve(sock).await;
                 });
             }
         });
         sink
     }
 
-    /// `smtp://127.0.0.1:<port>` (plain, as lettre spells it).
+    /// The URL lettre needs for this sink: `smtp://127.0.0.1:<port>` (plain),
+    /// `…?tls=required` (STARTTLS) or `smtps://…` (implicit TLS).
     pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
+        match &self.tls {
+            None => format!("smtp://127.0.0.1:{}", self.port),
+            Some((SinkTls::StartTls, _)) => {
+                format!("smtp://127.0.0.1:{}?tls=required", self.port)
+            }
+            Some((SinkTls::Implicit, _)) => format!("smtps://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// TLS handshakes that failed (e.g. the client refused the certificate).
+    pub fn tls_failures(&self) -> usize {
+        self.tls_failures.load(Ordering::SeqCst)
+    }
+
+    async fn serve(&self, sock: tokio::net::TcpStream) -> std::io::Result<()> {
+        let Some((mode, acceptor)) = &self.tls else {
+            self.session(&mut BufReader::new(sock), true, false, false)
+                .await?;
+            return Ok(());
+        };
+        let sock = if *mode == SinkTls::StartTls {
+            let mut plain = BufReader::new(sock);
+            if self.session(&mut plain, true, true, false).await? != Ended::StartTls {
+                return Ok(());
+            }
+            plain.into_inner()
+        } else {
+            sock
+        };
+        let tls = acceptor.accept(sock).await.inspect_err(|_| {
+            self.tls_failures.fetch_add(1, Ordering::SeqCst);
+        })?;
+        // After STARTTLS the client starts over with EHLO, without a new greeting.
+        let greet = *mode == SinkTls::Implicit;
+        self.session(&mut BufReader::new(tls), greet, false, true)
+            .await?;
+        Ok(())
     }
 
     /// Answer `451` to the next `n` MAIL commands.
@@ -62,21 +145,40 @@ impl SmtpSink {
         self.received.lock().unwrap().clone()
     }
 
-    async fn session(&self, sock: tokio::net::TcpStream) -> std::io::Result<()> {
-        let (r, mut w) = sock.into_split();
-        let mut lines = BufReader::new(r);
-        w.write_all(b"220 sink.test ESMTP ready\r\n").await?;
+    /// One command loop. `offer_starttls`: a plain connection that must upgrade before mail;
+    /// `tls`: the connection is already encrypted.
+    async fn session<S: AsyncBufRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut S,
+        greet: bool,
+        offer_starttls: bool,
+        tls: bool,
+    ) -> std::io::Result<Ended> {
+        if greet {
+            io.write_all(b"220 sink.test ESMTP ready\r\n").await?;
+            io.flush().await?;
+        }
         let (mut from, mut to) = (String::new(), Vec::new());
         let mut line = String::new();
         loop {
             line.clear();
-            if lines.read_line(&mut line).await? == 0 {
-                return Ok(());
+            if io.read_line(&mut line).await? == 0 {
+                return Ok(Ended::Closed);
             }
             let cmd = line.trim_end().to_owned();
             let upper = cmd.to_ascii_uppercase();
-            let reply: &[u8] = if upper.starts_with("EHLO") {
+            let reply: &[u8] = if upper.starts_with("EHLO") && offer_starttls {
+                b"250-sink.test\r\n250-8BITMIME\r\n250-STARTTLS\r\n250 SMTPUTF8\r\n"
+            } else if upper.starts_with("EHLO") {
                 b"250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+            } else if upper == "STARTTLS" && offer_starttls {
+                io.write_all(b"220 2.0.0 ready to start TLS\r\n").await?;
+                io.flush().await?;
+                return Ok(Ended::StartTls);
+            } else if offer_starttls
+                && (upper.starts_with("MAIL") || upper.starts_with("RCPT") || upper == "DATA")
+            {
+                b"530 5.7.0 must issue a STARTTLS command first\r\n"
             } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
                 b"250 ok\r\n"
             } else if upper.starts_with("RSET") {
@@ -111,12 +213,13 @@ impl SmtpSink {
                 );
                 b"250 ok\r\n"
             } else if upper == "DATA" {
-                w.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
+                io.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
+                io.flush().await?;
                 let mut data = String::new();
                 loop {
                     line.clear();
-                    if lines.read_line(&mut line).await? == 0 {
-                        return Ok(());
+                    if io.read_line(&mut line).await? == 0 {
+                        return Ok(Ended::Closed);
                     }
                     if line == ".\r\n" || line == ".\n" {
                         break;
@@ -131,15 +234,18 @@ impl SmtpSink {
                     from: from.clone(),
                     to: std::mem::take(&mut to),
                     data,
+                    tls,
                 });
                 b"250 ok queued\r\n"
             } else if upper == "QUIT" {
-                w.write_all(b"221 bye\r\n").await?;
-                return Ok(());
+                io.write_all(b"221 bye\r\n").await?;
+                io.flush().await?;
+                return Ok(Ended::Closed);
             } else {
                 b"502 command not implemented\r\n"
             };
-            w.write_all(reply).await?;
+            io.write_all(reply).await?;
+            io.flush().await?;
         }
     }
 }

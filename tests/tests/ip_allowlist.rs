@@ -62,3 +62,40 @@ async fn behind_a_trusted_proxy_forwarded_for_decides() {
     );
     app.drain().await;
 }
+
+/// A forwarded hop that is not a bare address stands for the client: it matches no
+/// allowlist entry, and the allowed address to its left (which the client wrote) does not
+/// count. Nothing is stored for a refused delivery.
+#[tokio::test]
+async fn an_unparsable_forwarded_hop_is_refused() {
+    let app = TestApp::spawn_with(|c| {
+        c.ip_filter.allow = parse_cidrs("A", "203.0.113.0/24, 2001:db8::/32").unwrap();
+        c.ip_filter.trusted_proxies = parse_cidrs("T", "127.0.0.1").unwrap();
+    })
+    .await;
+    let cases: &[(&str, &str)] = &[
+        ("ipv4 with port", "203.0.113.7, 198.51.100.1:4711"),
+        ("allowed ipv4 with port (strict)", "203.0.113.7:4711"),
+        ("bracketed ipv6", "203.0.113.7, [2001:db9::1]"),
+        ("bracketed ipv6 with port", "203.0.113.7, [2001:db8::1]:443"),
+        ("unknown", "203.0.113.7, unknown"),
+        ("empty entry", "203.0.113.7, "),
+        ("garbage", "203.0.113.7, %%%"),
+    ];
+    for (name, xff) in cases {
+        let (status, body) = post_from(&app, Some(xff)).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("ip_not_allowed")),
+            "{name}: {xff:?}"
+        );
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+    // The same allowlist still lets a well-formed allowed client through.
+    assert_eq!(post_from(&app, Some("garbage, 2001:db8::1")).await.0, 202);
+    app.drain().await;
+}

@@ -146,6 +146,33 @@ async fn bad_deliveries_are_refused_with_clear_errors_and_store_nothing() {
             401,
             "timestamp_out_of_tolerance",
         ),
+        // Extreme values once overflowed the window arithmetic (a panic before the signature
+        // check in a debug build).
+        (
+            "smallest i64 timestamp",
+            svix_headers(SECRET, &id, i64::MIN, &body),
+            body.clone(),
+            401,
+            "timestamp_out_of_tolerance",
+        ),
+        (
+            "largest i64 timestamp",
+            svix_headers(SECRET, &id, i64::MAX, &body),
+            body.clone(),
+            401,
+            "timestamp_out_of_tolerance",
+        ),
+        (
+            "timestamp beyond i64",
+            vec![
+                ("svix-id", id.clone()),
+                ("svix-timestamp", "-99999999999999999999999".into()),
+                ("svix-signature", "v1,AAAA".into()),
+            ],
+            body.clone(),
+            401,
+            "timestamp_out_of_tolerance",
+        ),
     ];
     for (name, headers, body, want_status, want_code) in cases {
         let (status, resp) = json(app.post_webhook_with(&headers, body).await).await;
@@ -257,6 +284,58 @@ async fn signed_but_unparseable_bodies_are_400_and_recorded_as_rejected() {
         assert!(err.unwrap().contains(want), "{name}");
     }
     assert_eq!(job_count(&app).await, 0);
+}
+
+/// A signed body with a value of the wrong type: the answer and the stored `last_error` name
+/// the field and the mismatch, never the value (an email address, a phone number).
+#[tokio::test]
+async fn parse_errors_are_answered_and_stored_without_the_values() {
+    let app = TestApp::spawn().await;
+    let mut number_as_email = fixture_json("user.created");
+    number_as_email["data"]["email_addresses"][0]["email_address"] = 4155550123_i64.into();
+    let mut email_as_number = fixture_json("user.created");
+    email_as_number["data"]["updated_at"] = "alice.secret@example.com".into();
+    let cases = [
+        (
+            "a number where the address goes",
+            number_as_email,
+            "email_addresses[0].email_address",
+            "4155550123",
+        ),
+        (
+            "an address where a number goes",
+            email_as_number,
+            "updated_at",
+            "alice.secret",
+        ),
+    ];
+    for (name, body, path, value) in cases {
+        let id = new_svix_id();
+        let (status, resp) = json(
+            app.post_signed(&id, &serde_json::to_vec(&body).unwrap())
+                .await,
+        )
+        .await;
+        assert_eq!(
+            (status, resp["error"]["code"].as_str()),
+            (400, Some("unparseable_event")),
+            "{name}"
+        );
+        let message = resp["error"]["message"].as_str().unwrap();
+        let stored: String =
+            sqlx::query_scalar("SELECT last_error FROM webhook_events WHERE svix_id = $1")
+                .bind(&id)
+                .fetch_one(app.pool())
+                .await
+                .unwrap();
+        for shown in [message, stored.as_str()] {
+            assert!(
+                shown.contains(path) && shown.contains("invalid type"),
+                "{name}: {shown}"
+            );
+            assert!(!shown.contains(value), "{name}: the value leaked: {shown}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -49,8 +49,12 @@ pub struct RetentionConfig {
 /// Where welcome emails go.
 #[derive(Debug, Clone)]
 pub enum MailConfig {
-    /// `SMTP_URL` and `MAIL_FROM`.
-    Smtp { url: SecretString, from: Mailbox },
+    /// `SMTP_URL`, `MAIL_FROM` and `SMTP_CA_FILE`'s PEM roots.
+    Smtp {
+        url: SecretString,
+        from: Mailbox,
+        ca_roots: Option<Vec<u8>>,
+    },
     /// No `SMTP_URL`: `.eml` files in `MAIL_DIR` (default `mail-out`).
     Files {
         dir: std::path::PathBuf,
@@ -99,6 +103,7 @@ impl WorkerConfig {
             Some(url) => MailConfig::Smtp {
                 url: url.into(),
                 from: from(None)?,
+                ca_roots: jobs::config::smtp_ca_file(env)?,
             },
             None => MailConfig::Files {
                 dir: env
@@ -156,8 +161,12 @@ pub async fn run(
         ),
     }
     let mailer: Arc<dyn Mailer> = match config.mail {
-        MailConfig::Smtp { url, from } => Arc::new(
-            SmtpMailer::new(url.expose_secret(), from)
+        MailConfig::Smtp {
+            url,
+            from,
+            ca_roots,
+        } => Arc::new(
+            SmtpMailer::with_roots(url.expose_secret(), from, ca_roots.as_deref())
                 .map_err(|reason| anyhow::anyhow!("SMTP_URL is malformed: {reason}"))?,
         ),
         MailConfig::Files { dir, from } => {

@@ -194,7 +194,8 @@ async fn read_job(
     if let Some(u) = user {
         body["user"] = json!(u);
     }
-    if let Some(e) = status.error.filter(|_| status.state != JobState::Succeeded) {
+    // Generic, with the job id as reference: the stored error is for operators only.
+    if let Some(e) = status.public_error() {
         body["error"] = json!(e);
     }
     Ok(Json(body).into_response())

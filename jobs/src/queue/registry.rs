@@ -53,7 +53,7 @@ impl Registry {
         );
         let exec: Exec = Arc::new(|ctx, payload| {
             Box::pin(async move {
-                match serde_json::from_slice::<J>(&payload) {
+                match crate::json_error::from_slice::<J>(&payload) {
                     Ok(job) => {
                         let origin = Some(job.origin().clone());
                         Executed {
@@ -65,9 +65,9 @@ impl Registry {
                         origin: serde_json::from_slice::<OriginOnly>(&payload)
                             .ok()
                             .map(|o| o.origin),
-                        result: Err(JobError::Fatal(
-                            anyhow::Error::new(e).context("job payload does not decode"),
-                        )),
+                        result: Err(JobError::Fatal(anyhow::anyhow!(
+                            "job payload does not decode: {e}"
+                        ))),
                     },
                 }
             })

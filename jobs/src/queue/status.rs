@@ -25,6 +25,27 @@ pub struct JobStatus {
     pub error: Option<String>,
 }
 
+impl JobStatus {
+    /// What the job's owner may read about a failure: a generic sentence with the job id as
+    /// the reference to quote to support. The stored error (Clerk's answer, host names, SQL)
+    /// is for operators only (`/admin/api/jobs`); `None` while nothing has gone wrong.
+    pub fn public_error(&self) -> Option<String> {
+        self.error.as_ref()?;
+        match self.state {
+            JobState::Succeeded => None,
+            JobState::Failed => Some(format!(
+                "Setting up your account failed. Please contact support and quote reference {}.",
+                self.id
+            )),
+            _ => Some(format!(
+                "A temporary problem delayed setting up your account; it is being retried \
+                 (reference {}).",
+                self.id
+            )),
+        }
+    }
+}
+
 /// Our state for an `apalis.jobs` row.
 pub fn state(status: &str, attempts: i32, max_attempts: i32) -> JobState {
     match status {
@@ -83,6 +104,36 @@ mod tests {
         assert_eq!(state("Failed", 5, 5), JobState::Failed);
         assert_eq!(state("Killed", 1, 5), JobState::Failed);
         assert_eq!(state("Done", 1, 5), JobState::Succeeded);
+    }
+
+    #[test]
+    fn owners_see_a_reference_not_the_stored_error() {
+        let status = |state, error: Option<&str>| JobStatus {
+            id: "01JOBID".into(),
+            queue: "q".into(),
+            state,
+            attempts: 1,
+            max_attempts: 10,
+            error: error.map(str::to_owned),
+        };
+        let raw = "Clerk answered 500: upstream clerk-api-7.internal.example timed out";
+        for (state, error, want) in [
+            (JobState::Retrying, Some(raw), Some("being retried")),
+            (JobState::Failed, Some(raw), Some("contact support")),
+            (JobState::Running, Some(raw), Some("being retried")),
+            (JobState::Succeeded, Some(raw), None),
+            (JobState::Queued, None, None),
+        ] {
+            let shown = status(state, error).public_error();
+            assert_eq!(shown.is_some(), want.is_some(), "{state:?}");
+            if let (Some(shown), Some(want)) = (shown, want) {
+                assert!(shown.contains(want) && shown.contains("01JOBID"), "{shown}");
+                assert!(
+                    !shown.contains("internal") && !shown.contains("500"),
+                    "{shown}"
+                );
+            }
+        }
     }
 }
 
