@@ -41,7 +41,7 @@ pub async fn apply(
     snap: &UserSnapshot,
     origin: &Origin,
 ) -> Result<UpsertOutcome, JobError> {
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.begin().await?;
     let mut woken: Vec<&'static str> = Vec::new();
     let users::Upserted { outcome, has_email } = users::upsert_user(&mut tx, snap, origin).await?;
     if ctx.clerk.is_some() && !matches!(outcome, UpsertOutcome::Stale(_)) {
