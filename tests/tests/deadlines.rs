@@ -3,6 +3,7 @@
 //! error that names the cause, and run again.
 
 use jobs::audit::Origin;
+use jobs::db::TxLimits;
 use jobs::error::JobError;
 use jobs::ids::SvixId;
 use jobs::queue::status::{job_status, JobState};
@@ -242,4 +243,25 @@ async fn a_provision_blocked_on_a_row_lock_times_out_then_succeeds_once_released
         .await
         .unwrap();
     assert_eq!(status, "processed");
+}
+
+/// Behind a transaction pooler the server connection goes to someone else after each
+/// transaction: the limits must live and die with the transaction, not stay on the connection.
+#[tokio::test]
+async fn job_limits_hold_inside_the_transaction_and_leave_nothing_on_the_connection() {
+    let db = TestDb::new().await;
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let ctx = JobContext::new(one.clone()).with_limits(TxLimits::new(1_500, 20_000));
+    const SHOW: &str =
+        "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')";
+    let mut tx = ctx.begin().await.unwrap();
+    let inside: (String, String) = sqlx::query_as(SHOW).fetch_one(&mut *tx).await.unwrap();
+    assert_eq!(inside, ("1500ms".to_owned(), "20s".to_owned()));
+    tx.commit().await.unwrap();
+    let after: (String, String) = sqlx::query_as(SHOW).fetch_one(&one).await.unwrap();
+    assert_eq!(after, ("0".to_owned(), "0".to_owned()));
 }
