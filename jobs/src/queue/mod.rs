@@ -9,10 +9,12 @@
 //! predicate, order and index, its worker registration and its orphan recovery query; jobs are
 //! written the way its `push_tasks` writes them. The loop in [`runner`] adds what is missing:
 //! claiming in one statement, classified results recorded in batches with the webhook event's
-//! bookkeeping, and backoff with jitter stored in `run_at`.
+//! bookkeeping, backoff with jitter stored in `run_at`, a deadline on every attempt
+//! ([`Job::DEADLINE`]) and limits on every statement of its own ([`bounded`]).
 
 pub mod backoff;
 mod bounded;
+mod drain;
 mod heartbeat;
 pub mod notifier;
 pub mod registry;
@@ -40,7 +42,8 @@ pub use registry::{registry, Registry};
 
 /// Channel on which results of urgent jobs are announced (payload: the job id).
 pub const JOB_DONE_CHANNEL: &str = "authsync_job_done";
-pub use runner::{drain, DrainReport, WorkerPool, WorkerSettings};
+pub use drain::{drain, DrainReport};
+pub use runner::{WorkerPool, WorkerSettings};
 
 /// A typed job: its payload is `Self`, its queue a constant that must never change once deployed.
 pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {

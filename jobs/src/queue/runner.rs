@@ -259,7 +259,7 @@ impl QueueLoop {
 
 /// A job claimed by this worker: what running and recording it needs.
 #[derive(sqlx::FromRow)]
-struct Claimed {
+pub(crate) struct Claimed {
     id: String,
     /// The encoded job.
     #[sqlx(rename = "job")]
@@ -284,7 +284,7 @@ impl Claimed {
 /// (BENCHMARKS.md). One statement is also atomic: no job is ever left claimed but not running.
 /// It runs in a transaction of its own bounded by [`CLAIM`] (BEGIN and its limits are one
 /// round trip), so a claim stuck on a table lock or a dead socket ends with an error.
-async fn fetch(
+pub(crate) async fn fetch(
     pool: &PgPool,
     queue: &str,
     worker: &str,
@@ -315,7 +315,7 @@ async fn fetch(
 /// panicking handler counts as a retryable failure, and so does one still running at its
 /// job's deadline, which is dropped there (its open transaction rolls back) so its slot is
 /// free as soon as the failure is recorded.
-async fn execute(
+pub(crate) async fn execute(
     ctx: &JobContext,
     recorder: &Recorder,
     entry: &Entry,
@@ -382,50 +382,4 @@ async fn execute(
     }
     .instrument(span)
     .await
-}
-
-/// What [`drain`] did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DrainReport {
-    pub succeeded: usize,
-    pub retrying: usize,
-    pub exhausted: usize,
-    pub killed: usize,
-}
-
-/// Runs every due job of every registered queue in this task until none is due: the test
-/// harness' way to drive the queue without sleeping. Retries whose backoff has not elapsed
-/// are left for later and counted in `retrying`.
-pub async fn drain(ctx: &JobContext, registry: &Registry) -> Result<DrainReport, sqlx::Error> {
-    let instance = format!("drain-{}", instance_name());
-    let mut report = DrainReport::default();
-    let (recorder, _writer) = Recorder::spawn(ctx.pool.clone());
-    for e in registry.entries() {
-        register(&ctx.pool, e.queue, &worker_id(e.queue, &instance)).await?;
-    }
-    loop {
-        let mut ran = 0;
-        for entry in registry.entries() {
-            let worker = worker_id(entry.queue, &instance);
-            let tasks = fetch(&ctx.pool, entry.queue, &worker, 50).await?;
-            ran += tasks.len();
-            let outcomes = futures::future::join_all(
-                tasks
-                    .into_iter()
-                    .map(|t| execute(ctx, &recorder, entry, &worker, t)),
-            )
-            .await;
-            for o in outcomes {
-                match o {
-                    RunOutcome::Succeeded => report.succeeded += 1,
-                    RunOutcome::Retrying => report.retrying += 1,
-                    RunOutcome::Exhausted => report.exhausted += 1,
-                    RunOutcome::Killed => report.killed += 1,
-                }
-            }
-        }
-        if ran == 0 {
-            return Ok(report);
-        }
-    }
 }
