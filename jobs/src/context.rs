@@ -1,9 +1,11 @@
 //! What every job handler gets: the pool and the clients of the outside services, behind small
-//! traits so tests swap in local fakes.
+//! traits so tests swap in local fakes, and [`JobContext::begin`], the one way a handler opens
+//! a transaction (bounded by its job's lock and statement timeouts).
 
 use crate::clerk_api::ClerkApi;
+use crate::db::TxLimits;
 use crate::mailer::Mailer;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 use std::sync::Arc;
 
 /// Shared, cheap to clone.
@@ -22,6 +24,9 @@ pub struct JobContext {
     pub notifier: crate::queue::Notifier,
     /// Reconcile's safety settings (`RECONCILE_MAX_DELETIONS`, `CLERK_JWKS_URL`).
     pub reconcile: crate::reconcile::ReconcileSettings,
+    /// Limits of the transactions [`JobContext::begin`] opens: the running job's
+    /// [`crate::queue::Job::DB_LIMITS`] (set by the queue runtime for each attempt).
+    limits: TxLimits,
 }
 
 impl JobContext {
@@ -33,7 +38,27 @@ impl JobContext {
             mailer: None,
             personal_organizations: false,
             reconcile: Default::default(),
+            limits: TxLimits::JOB,
         }
+    }
+
+    /// Opens a transaction with this job's `lock_timeout` and `statement_timeout`, set with
+    /// `SET LOCAL` (nothing is left on the pooled connection). A wait past them fails the
+    /// statement with SQLSTATE 55P03 or 57014, which [`crate::error::JobError`] makes a
+    /// retryable "lock timeout"/"statement timeout" failure instead of a hang.
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        crate::db::begin(&self.pool, self.limits).await
+    }
+
+    /// The limits [`JobContext::begin`] applies.
+    pub fn limits(&self) -> TxLimits {
+        self.limits
+    }
+
+    /// This context for a job with other transaction limits.
+    pub fn with_limits(mut self, limits: TxLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The Backend API, or a fatal error for jobs that cannot run without it.

@@ -3,7 +3,7 @@
 use crate::config::DatabaseConfig;
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -31,6 +31,68 @@ pub fn pool(config: &DatabaseConfig) -> Result<PgPool, DbError> {
         .connect_lazy_with(options.application_name("authsync")))
 }
 
+/// `lock_timeout` and `statement_timeout` for one transaction. They are applied with
+/// `SET LOCAL` in the statement that opens it, never as session state or connection start-up
+/// parameters: behind a transaction pooler (PgBouncer, Supavisor) a session setting would leak
+/// into whoever gets the server connection next, or be lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxLimits {
+    /// Longest wait for one lock (a row another transaction holds): then SQLSTATE 55P03.
+    pub lock_timeout: Duration,
+    /// Longest run of one statement: then SQLSTATE 57014.
+    pub statement_timeout: Duration,
+}
+
+impl TxLimits {
+    /// Job transactions unless a job says otherwise ([`crate::queue::Job::DB_LIMITS`]): our
+    /// writers hold row locks for milliseconds, so 5 s of waiting means something is stuck.
+    pub const JOB: TxLimits = TxLimits::new(5_000, 20_000);
+    /// Request transactions of the api (`/v1`, admin): a request must not hang on a lock;
+    /// the client gets a 503 it can retry instead.
+    pub const API: TxLimits = TxLimits::new(2_000, 5_000);
+
+    /// Limits in milliseconds.
+    pub const fn new(lock_timeout_ms: u64, statement_timeout_ms: u64) -> Self {
+        Self {
+            lock_timeout: Duration::from_millis(lock_timeout_ms),
+            statement_timeout: Duration::from_millis(statement_timeout_ms),
+        }
+    }
+
+    /// The one simple-protocol round trip that opens the transaction with these limits.
+    fn begin_sql(&self) -> String {
+        format!(
+            "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
+            self.lock_timeout.as_millis().max(1),
+            self.statement_timeout.as_millis().max(1)
+        )
+    }
+}
+
+/// Opens a transaction whose statements are bounded by `limits` (one round trip, like a plain
+/// `BEGIN`).
+pub async fn begin(
+    pool: &PgPool,
+    limits: TxLimits,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    // Only integers from `TxLimits` are formatted into it.
+    pool.begin_with(sqlx::AssertSqlSafe(limits.begin_sql()))
+        .await
+}
+
+/// Whether Postgres ended a statement because a limit of [`TxLimits`] ran out (or an operator
+/// cancelled it): worth retrying, and worth saying so plainly.
+pub fn timed_out(e: &sqlx::Error) -> Option<&'static str> {
+    let sqlx::Error::Database(db) = e else {
+        return None;
+    };
+    match db.code()?.as_ref() {
+        "55P03" => Some("lock timeout: another transaction held a row this needs for too long"),
+        "57014" => Some("statement timeout: a statement ran too long (or was cancelled)"),
+        _ => None,
+    }
+}
+
 /// Whether the database refuses these values for good (a data error, a constraint, a trigger's
 /// exception), as opposed to being unreachable, restarting, read-only or in a deadlock: then
 /// the same write may succeed when tried again.
@@ -56,4 +118,21 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
         .map_err(DbError::QueueSetup)?;
     app_migrator().run(pool).await.map_err(DbError::Migrate)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_set_locally_in_the_begin_statement() {
+        assert_eq!(
+            TxLimits::new(1_500, 20_000).begin_sql(),
+            "BEGIN; SET LOCAL lock_timeout = 1500; SET LOCAL statement_timeout = 20000"
+        );
+        // 0 would mean "no limit" to Postgres.
+        assert!(TxLimits::new(0, 0)
+            .begin_sql()
+            .ends_with("statement_timeout = 1"));
+    }
 }

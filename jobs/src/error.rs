@@ -20,6 +20,28 @@ impl JobError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, JobError::Retryable { .. })
     }
+
+    /// An attempt that ran past its job's [`crate::queue::Job::DEADLINE`]: abandoned, retried.
+    pub fn deadline_exceeded(deadline: Duration) -> Self {
+        JobError::Retryable {
+            source: DeadlineExceeded(deadline).into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// The text an operator sees for an abandoned attempt, e.g. "deadline of 60 s exceeded".
+#[derive(Debug, thiserror::Error)]
+#[error("deadline of {} exceeded; the attempt was abandoned", human(*.0))]
+pub struct DeadlineExceeded(pub Duration);
+
+/// Whole seconds as "60 s", shorter ones as "250 ms".
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
 }
 
 /// Keeps call sites honest about which failures are worth retrying.
@@ -44,9 +66,16 @@ impl<T, E: Into<anyhow::Error>> ResultExt<T> for Result<T, E> {
 
 /// Database errors are retryable unless Postgres says the data itself is wrong
 /// (class 22, data exception; class 23 other than unique violations, which a retry resolves
-/// once the competing transaction has committed).
+/// once the competing transaction has committed). A lock or statement timeout (55P03, 57014)
+/// is retryable and says so in words, not only as Postgres' "canceling statement".
 impl From<sqlx::Error> for JobError {
     fn from(e: sqlx::Error) -> Self {
+        if let Some(what) = crate::db::timed_out(&e) {
+            return JobError::Retryable {
+                source: anyhow::Error::new(e).context(what),
+                retry_after: None,
+            };
+        }
         let fatal = match &e {
             sqlx::Error::Database(db) => db.code().is_some_and(|c| {
                 (c.starts_with("22") || c.starts_with("23")) && c.as_ref() != "23505"
@@ -72,6 +101,19 @@ mod tests {
     #[test]
     fn pool_timeouts_are_retryable() {
         assert!(JobError::from(sqlx::Error::PoolTimedOut).is_retryable());
+    }
+
+    #[test]
+    fn an_exceeded_deadline_is_retryable_and_says_so() {
+        let e = JobError::deadline_exceeded(Duration::from_secs(60));
+        assert!(e.is_retryable());
+        assert_eq!(
+            e.to_string(),
+            "retryable: deadline of 60 s exceeded; the attempt was abandoned"
+        );
+        assert!(JobError::deadline_exceeded(Duration::from_millis(250))
+            .to_string()
+            .contains("deadline of 250 ms exceeded"));
     }
 
     #[test]

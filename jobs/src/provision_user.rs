@@ -41,7 +41,7 @@ pub async fn apply(
     snap: &UserSnapshot,
     origin: &Origin,
 ) -> Result<UpsertOutcome, JobError> {
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.begin().await?;
     let mut woken: Vec<&'static str> = Vec::new();
     let users::Upserted {
         outcome,

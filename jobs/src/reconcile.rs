@@ -131,6 +131,12 @@ impl Job for Reconcile {
     /// Never rename: queued rows carry it.
     const QUEUE: &'static str = "authsync.reconcile";
     const MAX_ATTEMPTS: u32 = 5;
+    /// 30 minutes. A run lists users 500 a page and confirms each missing one alone, all at
+    /// 4 requests a second, and may wait out up to five 429s of 60 s in a row: 100,000 users
+    /// list in about 5 minutes (200 pages plus a lookup each here), leaving some 20 minutes
+    /// for about 2,000 confirmations and rate-limit waits. It also ends a stuck run well before
+    /// the next hourly one is scheduled (`RECONCILE_INTERVAL_SECS`).
+    const DEADLINE: Duration = Duration::from_secs(30 * 60);
 
     fn origin(&self) -> &Origin {
         &self.origin
@@ -210,7 +216,7 @@ impl Job for Reconcile {
         }
         // The deletions (or the hold) and the run's record commit together.
         let deleted_at_ms = started.timestamp_millis();
-        let mut tx = ctx.pool.begin().await?;
+        let mut tx = ctx.begin().await?;
         if gone.len() as u64 > u64::from(ctx.reconcile.max_deletions) {
             counts.held_deletions = gone.len() as u64;
             let ids: Vec<String> = gone.iter().map(|id| id.as_str().to_owned()).collect();

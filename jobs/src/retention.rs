@@ -35,6 +35,12 @@ impl Job for Retention {
     /// Never rename: queued rows carry it.
     const QUEUE: &'static str = "authsync.retention";
     const MAX_ATTEMPTS: u32 = 5;
+    /// A large backlog takes many batches; each commits on its own, so a run cut short
+    /// leaves its progress for the next one.
+    const DEADLINE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+    /// A batch of 5,000 deletions may take a while on a busy table; a row lock held by a
+    /// result writer is released in milliseconds.
+    const DB_LIMITS: crate::db::TxLimits = crate::db::TxLimits::new(5_000, 60_000);
 
     fn origin(&self) -> &Origin {
         &self.origin
@@ -57,12 +63,14 @@ impl Job for Retention {
 async fn batched(ctx: &JobContext, sql: &'static str, age: i64) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
+        let mut tx = ctx.begin().await?;
         let n = sqlx::query(sql)
             .bind(age)
             .bind(BATCH)
-            .execute(&ctx.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        tx.commit().await?;
         total += n;
         if n < BATCH as u64 {
             return Ok(total);
@@ -87,13 +95,15 @@ pub async fn run(ctx: &JobContext, r: &Retention) -> Result<Deleted, sqlx::Error
     )
     .await?;
     // Workers silent for a day with no job locked by them (apalis.jobs.lock_by references them).
+    let mut tx = ctx.begin().await?;
     let workers = sqlx::query(
         "DELETE FROM apalis.workers w WHERE w.last_seen < now() - interval '1 day' \
          AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.lock_by = w.id)",
     )
-    .execute(&ctx.pool)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
+    tx.commit().await?;
     Ok(Deleted {
         jobs,
         events,

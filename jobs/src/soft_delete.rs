@@ -26,7 +26,7 @@ impl Job for SoftDelete {
     }
 
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
-        let mut tx = ctx.pool.begin().await?;
+        let mut tx = ctx.begin().await?;
         let outcome = users::soft_delete_user(
             &mut tx,
             &self.clerk_user_id,

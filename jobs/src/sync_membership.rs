@@ -26,7 +26,7 @@ impl Job for SyncMembership {
     }
 
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
-        let mut tx = ctx.pool.begin().await?;
+        let mut tx = ctx.begin().await?;
         let change =
             tenancy::upsert_membership(&mut tx, &self.membership, self.deleted, &self.origin)
                 .await?;

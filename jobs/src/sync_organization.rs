@@ -37,7 +37,7 @@ impl Job for SyncOrganization {
     }
 
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
-        let mut tx = ctx.pool.begin().await?;
+        let mut tx = ctx.begin().await?;
         let change = match &self.change {
             OrgChange::Upsert(snap) => tenancy::upsert_org(&mut tx, snap, &self.origin).await?,
             OrgChange::Delete {

@@ -23,6 +23,9 @@ impl Job for SyncUser {
     /// The setup page shows "Attempt X/10".
     const MAX_ATTEMPTS: u32 = 10;
     const URGENT: bool = true;
+    /// A user is waiting: an attempt stuck on Clerk or a lock gives way to the retry sooner
+    /// than the default (the Backend API call alone is capped at 10 s).
+    const DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
     fn origin(&self) -> &Origin {
         &self.origin

@@ -281,7 +281,9 @@ guarded!(write replay_event, replay_event_inner, id: &str);
 /// Plans the stored event again and enqueues its jobs: safe because handlers are idempotent.
 async fn replay_event_inner(state: &AppState, who: &str, id: &str) -> Result<Response, ApiError> {
     let svix = SvixId::parse(id).map_err(|_| ApiError::NotFound("no such event"))?;
-    let mut tx = state.pool.begin().await.map_err(db)?;
+    let mut tx = jobs::db::begin(&state.pool, jobs::db::TxLimits::API)
+        .await
+        .map_err(db)?;
     let payload: Option<Value> =
         sqlx::query_scalar("SELECT payload FROM webhook_events WHERE svix_id = $1 FOR UPDATE")
             .bind(id)
@@ -365,7 +367,9 @@ guarded!(write retry_job, retry_job_inner, id: &str);
 
 /// Gives a dead (failed for good or killed) job a fresh set of attempts, now.
 async fn retry_job_inner(state: &AppState, who: &str, id: &str) -> Result<Response, ApiError> {
-    let mut tx = state.pool.begin().await.map_err(db)?;
+    let mut tx = jobs::db::begin(&state.pool, jobs::db::TxLimits::API)
+        .await
+        .map_err(db)?;
     let retried: Option<(Option<String>, String)> = sqlx::query_as(
         "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(), lock_by = NULL, done_at = NULL \
          WHERE id = $1 AND (status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)) RETURNING metadata -> 'svix_id', job_type",

@@ -29,7 +29,9 @@ async fn run_reconcile_inner(state: &AppState, who: &str) -> Result<Response, Ap
     if !state.clerk_api_enabled {
         return Err(ApiError::NotConfigured("CLERK_SECRET_KEY"));
     }
-    let mut tx = state.pool.begin().await.map_err(db)?;
+    let mut tx = jobs::db::begin(&state.pool, jobs::db::TxLimits::API)
+        .await
+        .map_err(db)?;
     // One operator request at a time decides whether a run is already queued.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
         .bind(Reconcile::QUEUE)
@@ -125,7 +127,9 @@ async fn confirm_deletions_inner(
     who: &str,
     job_id: &str,
 ) -> Result<Response, ApiError> {
-    let mut tx = state.pool.begin().await.map_err(db)?;
+    let mut tx = jobs::db::begin(&state.pool, jobs::db::TxLimits::API)
+        .await
+        .map_err(db)?;
     let held = jobs::held_deletions::confirm(&mut tx, job_id, who)
         .await
         .map_err(db)?;

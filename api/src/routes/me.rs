@@ -21,7 +21,9 @@ async fn read(headers: &HeaderMap, state: &AppState) -> Result<Response, ApiErro
     ))?;
     let session = verifier.verify_request(headers).await?;
     let db = |e: sqlx::Error| ApiError::Unavailable(e.into());
-    let mut tx = state.pool.begin().await.map_err(db)?;
+    let mut tx = jobs::db::begin(&state.pool, jobs::db::TxLimits::API)
+        .await
+        .map_err(db)?;
     sqlx::query("SET LOCAL ROLE authsync_user")
         .execute(&mut *tx)
         .await

@@ -56,7 +56,7 @@ async fn outstanding_or_new(
     uid: &ClerkUserId,
     headers: &HeaderMap,
 ) -> Result<String, sqlx::Error> {
-    let mut tx = state.pool.begin().await?;
+    let mut tx = jobs::db::begin(&state.pool, jobs::db::TxLimits::API).await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('sync:' || $1, 0))")
         .bind(uid.as_str())
         .execute(&mut *tx)

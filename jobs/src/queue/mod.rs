@@ -9,11 +9,16 @@
 //! predicate, order and index, its worker registration and its orphan recovery query; jobs are
 //! written the way its `push_tasks` writes them. The loop in [`runner`] adds what is missing:
 //! claiming in one statement, classified results recorded in batches with the webhook event's
-//! bookkeeping, and backoff with jitter stored in `run_at`.
+//! bookkeeping, backoff with jitter stored in `run_at`, a deadline on every attempt
+//! ([`Job::DEADLINE`]) and limits on every statement of its own ([`bounded`]).
 
 pub mod backoff;
+mod bounded;
+mod drain;
+mod heartbeat;
 pub mod notifier;
 pub mod registry;
+mod results;
 pub mod runner;
 pub mod status;
 mod wake;
@@ -29,6 +34,7 @@ use sqlx::PgConnection;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::LazyLock;
+use std::time::Duration;
 use ulid::Ulid;
 
 pub use notifier::Notifier;
@@ -36,7 +42,8 @@ pub use registry::{registry, Registry};
 
 /// Channel on which results of urgent jobs are announced (payload: the job id).
 pub const JOB_DONE_CHANNEL: &str = "authsync_job_done";
-pub use runner::{drain, DrainReport, WorkerPool, WorkerSettings};
+pub use drain::{drain, DrainReport};
+pub use runner::{WorkerPool, WorkerSettings};
 
 /// A typed job: its payload is `Self`, its queue a constant that must never change once deployed.
 pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
@@ -47,6 +54,16 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Urgent jobs (a user is waiting) get their own concurrency in every worker process and
     /// announce every result on [`JOB_DONE_CHANNEL`] for long-polling clients.
     const URGENT: bool = false;
+    /// How long one attempt may run. Past it the attempt is abandoned (the handler's future is
+    /// dropped, rolling back its open transaction), its slot is freed at once and it counts
+    /// as a retryable failure ("deadline of 60 s exceeded") that backs off like any other and
+    /// counts towards `MAX_ATTEMPTS`. A handler stuck on a hung socket would otherwise keep its
+    /// slot for good: its worker goes on heartbeating, so orphan recovery never takes it.
+    const DEADLINE: Duration = Duration::from_secs(60);
+    /// `lock_timeout` and `statement_timeout` of the transactions the handler opens with
+    /// [`JobContext::begin`]; both well inside [`Job::DEADLINE`], so a blocked statement ends
+    /// with a database error that names the cause rather than with the deadline.
+    const DB_LIMITS: crate::db::TxLimits = crate::db::TxLimits::JOB;
     /// Who caused this job; the webhook it came from is kept up to date with its progress.
     fn origin(&self) -> &Origin;
     /// Does the work. Must be idempotent: a job may run more than once.

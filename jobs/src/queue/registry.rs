@@ -22,13 +22,17 @@ pub struct Entry {
     pub queue: &'static str,
     pub max_attempts: u32,
     pub urgent: bool,
+    /// [`Job::DEADLINE`].
+    pub deadline: std::time::Duration,
+    /// [`Job::DB_LIMITS`].
+    pub limits: crate::db::TxLimits,
     exec: Exec,
 }
 
 impl Entry {
-    /// Decodes and runs one task payload.
+    /// Decodes and runs one task payload, its transactions bounded by the job's limits.
     pub fn run(&self, ctx: JobContext, payload: Vec<u8>) -> BoxFuture<'static, Executed> {
-        (self.exec)(ctx, payload)
+        (self.exec)(ctx.with_limits(self.limits), payload)
     }
 }
 
@@ -76,6 +80,8 @@ impl Registry {
             queue: J::QUEUE,
             max_attempts: J::MAX_ATTEMPTS,
             urgent: J::URGENT,
+            deadline: J::DEADLINE,
+            limits: J::DB_LIMITS,
             exec,
         });
         self

@@ -1,0 +1,99 @@
+//! A worker process' presence in `apalis.workers`: registration, heartbeats, recovery of dead
+//! workers' jobs (apalis' `reenqueue_orphaned`) and marking this instance dead at shutdown.
+//! Every statement is [bounded](super::bounded): a hung beat must not outlast `dead_after`
+//! unnoticed.
+
+use super::bounded::{bounded, HEARTBEAT};
+use super::runner::WorkerSettings;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::watch;
+
+pub(crate) fn worker_id(queue: &str, instance: &str) -> String {
+    format!("{queue}@{instance}")
+}
+
+async fn upsert_worker(conn: &mut PgConnection, queue: &str, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen) \
+         VALUES ($1, $2, 'authsync', '', now()) \
+         ON CONFLICT (id) DO UPDATE SET last_seen = now()",
+    )
+    .bind(id)
+    .bind(queue)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Registers worker `id` of `queue` (or says it is alive again).
+pub(crate) async fn register(pool: &PgPool, queue: &str, id: &str) -> Result<(), sqlx::Error> {
+    bounded(HEARTBEAT, async {
+        let mut tx = crate::db::begin(pool, HEARTBEAT).await?;
+        upsert_worker(&mut tx, queue, id).await?;
+        tx.commit().await
+    })
+    .await
+}
+
+/// Sets `last_seen` of the workers `names`: now (a beat), or long ago (`dead`: at shutdown,
+/// so live workers take over whatever is left at once).
+pub(crate) async fn touch(pool: &PgPool, names: &[String], dead: bool) -> Result<(), sqlx::Error> {
+    bounded(HEARTBEAT, async {
+        let mut tx = crate::db::begin(pool, HEARTBEAT).await?;
+        sqlx::query(
+            "UPDATE apalis.workers SET last_seen = CASE WHEN $2 THEN 'epoch' ELSE now() END \
+             WHERE id = ANY($1)",
+        )
+        .bind(names)
+        .bind(dead)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    })
+    .await
+}
+
+async fn recover(pool: &PgPool, queue: &str, dead_after_secs: u64) -> Result<u64, sqlx::Error> {
+    bounded(HEARTBEAT, async {
+        let mut tx = crate::db::begin(pool, HEARTBEAT).await?;
+        let n = apalis_postgres::queries::reenqueue_orphaned(&mut *tx, queue, dead_after_secs)
+            .await
+            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        tx.commit().await?;
+        Ok(n)
+    })
+    .await
+}
+
+/// Beats every `heartbeat_interval` until `stop` changes; after each beat, re-registers (a
+/// retention job may have removed the rows while we were unreachable) and requeues the jobs
+/// of workers silent for `dead_after`.
+pub(crate) async fn heartbeat(
+    pool: PgPool,
+    ids: Vec<(String, &'static str)>,
+    settings: WorkerSettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    let names: Vec<String> = ids.iter().map(|(id, _)| id.clone()).collect();
+    let mut tick = tokio::time::interval(settings.heartbeat_interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = touch(&pool, &names, false).await {
+            tracing::warn!(error = %e, "heartbeat failed");
+            continue;
+        }
+        for (id, queue) in &ids {
+            let _ = register(&pool, queue, id).await;
+            match recover(&pool, queue, settings.dead_after.as_secs()).await {
+                Ok(n) if n > 0 => {
+                    tracing::warn!(queue, recovered = n, "requeued jobs of dead workers")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(queue, error = %e, "orphan recovery failed"),
+            }
+        }
+    }
+}
