@@ -1,6 +1,11 @@
 //! Wakes long-polling requests when an urgent job records a result: one LISTEN connection per
 //! api process, fanned out to the requests waiting on that job id. No request queries in a
 //! loop; a lost connection is re-established and every waiter is woken to re-read its job.
+//!
+//! Waits are also rationed, so a burst of long-polls stays cheap: at most
+//! [`WaitLimits::per_user`] open waits per user and [`WaitLimits::total`] per process (beyond
+//! that `429 too_many_waiters`, answered before any query), and the waits' queries share a
+//! fixed part of the pool (half of it), so the rest stays free for other requests.
 
 use jobs::queue::JOB_DONE_CHANNEL;
 use sqlx::postgres::PgListener;
@@ -8,14 +13,101 @@ use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
-#[derive(Clone, Default)]
+/// How many long-polls may be open at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitLimits {
+    /// Per signed-in user (a few browser tabs).
+    pub per_user: usize,
+    /// Per api process.
+    pub total: usize,
+}
+
+impl Default for WaitLimits {
+    fn default() -> Self {
+        Self {
+            per_user: 4,
+            total: 1_000,
+        }
+    }
+}
+
+/// Which limit a refused wait ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TooManyWaiters {
+    /// This user has its limit (the number) open.
+    User(usize),
+    Process,
+}
+
+#[derive(Default)]
+struct Open {
+    total: usize,
+    by_user: HashMap<String, usize>,
+}
+
+#[derive(Clone)]
 pub struct JobWaiters {
     waiting: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    open: Arc<Mutex<Open>>,
+    limits: WaitLimits,
+    queries: Arc<Semaphore>,
+}
+
+/// One admitted wait; dropping it frees its place.
+pub struct WaitSlot {
+    open: Arc<Mutex<Open>>,
+    user: String,
+}
+
+impl Drop for WaitSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap();
+        open.total -= 1;
+        if let Some(n) = open.by_user.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                open.by_user.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl JobWaiters {
+    /// Waits limited by `limits`, their queries to half of `pool`'s connections.
+    pub fn new(limits: WaitLimits, pool: &PgPool) -> Self {
+        let share = (pool.options().get_max_connections() as usize / 2).max(1);
+        Self {
+            waiting: Default::default(),
+            open: Default::default(),
+            limits,
+            queries: Arc::new(Semaphore::new(share)),
+        }
+    }
+
+    /// Admits one more wait for `user`, or says which limit is reached.
+    pub fn admit(&self, user: &str) -> Result<WaitSlot, TooManyWaiters> {
+        let mut open = self.open.lock().unwrap();
+        if open.by_user.get(user).copied().unwrap_or(0) >= self.limits.per_user {
+            return Err(TooManyWaiters::User(self.limits.per_user));
+        }
+        if open.total >= self.limits.total {
+            return Err(TooManyWaiters::Process);
+        }
+        open.total += 1;
+        *open.by_user.entry(user.to_owned()).or_default() += 1;
+        Ok(WaitSlot {
+            open: self.open.clone(),
+            user: user.to_owned(),
+        })
+    }
+
+    /// Held by a wait while it queries: waits never hold more than their share of the pool.
+    pub async fn query_permit(&self) -> SemaphorePermit<'_> {
+        self.queries.acquire().await.expect("the semaphore is never closed")
+    }
+
     /// The notifier for `job_id`; keep it while waiting.
     pub fn subscribe(&self, job_id: &str) -> Arc<Notify> {
         self.waiting
@@ -76,5 +168,40 @@ impl JobWaiters {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiters(per_user: usize, total: usize) -> JobWaiters {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(10)
+            .connect_lazy("postgres://localhost/none")
+            .unwrap();
+        JobWaiters::new(WaitLimits { per_user, total }, &pool)
+    }
+
+    #[tokio::test]
+    async fn waits_are_limited_per_user_and_per_process_and_freed_on_drop() {
+        let w = waiters(2, 3);
+        let a1 = w.admit("a").unwrap();
+        let _a2 = w.admit("a").unwrap();
+        assert_eq!(w.admit("a").err(), Some(TooManyWaiters::User(2)));
+        let _b1 = w.admit("b").unwrap();
+        assert_eq!(w.admit("c").err(), Some(TooManyWaiters::Process));
+        assert_eq!(w.admit("a").err(), Some(TooManyWaiters::User(2)));
+        drop(a1);
+        let _a3 = w.admit("a").unwrap();
+        assert_eq!(w.admit("c").err(), Some(TooManyWaiters::Process));
+    }
+
+    #[tokio::test]
+    async fn waits_query_through_half_of_the_pool() {
+        let w = waiters(4, 1000);
+        let permits: Vec<_> = futures::future::join_all((0..5).map(|_| w.query_permit())).await;
+        assert_eq!(permits.len(), 5);
+        assert!(w.queries.try_acquire().is_err());
     }
 }

@@ -151,6 +151,10 @@ pub async fn accept(
     Ok(outcome)
 }
 
+/// Connections the api's intake has to itself (see [`crate::db::derived_pool`]): one for the
+/// writer's statement, one for recording a delivery that does not parse while it runs.
+pub const INTAKE_CONNECTIONS: u32 = 2;
+
 /// Most deliveries stored by one statement.
 const INTAKE_BATCH: usize = 128;
 
@@ -173,14 +177,21 @@ type Reply = oneshot::Sender<Result<IntakeOutcome, IntakeError>>;
 #[derive(Clone)]
 pub struct Intake {
     tx: mpsc::Sender<(Delivery, Reply)>,
+    pool: PgPool,
 }
 
 impl Intake {
-    /// Starts the writer; it stops when the last clone of the returned handle is dropped.
+    /// Starts the writer on `pool` (give it connections no other traffic uses, so intake is
+    /// never starved); it stops when the last clone of the returned handle is dropped.
     pub fn spawn(pool: PgPool, notifier: queue::Notifier) -> Self {
         let (tx, rx) = mpsc::channel(4 * INTAKE_BATCH);
-        tokio::spawn(write_deliveries(pool, notifier, rx));
-        Self { tx }
+        tokio::spawn(write_deliveries(pool.clone(), notifier, rx));
+        Self { tx, pool }
+    }
+
+    /// The intake's own pool, for [`reject`] and the pool gauges.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// [`accept`], stored together with whatever other deliveries are waiting.
