@@ -63,6 +63,7 @@ pub struct WaitSlot {
 
 impl Drop for WaitSlot {
     fn drop(&mut self) {
+        metrics::gauge!("authsync_long_polls_open").decrement(1.0);
         let mut open = self.open.lock().unwrap();
         open.total -= 1;
         if let Some(n) = open.by_user.get_mut(&self.user) {
@@ -88,13 +89,18 @@ impl JobWaiters {
 
     /// Admits one more wait for `user`, or says which limit is reached.
     pub fn admit(&self, user: &str) -> Result<WaitSlot, TooManyWaiters> {
+        let refused = |which, limit: &'static str| {
+            metrics::counter!("authsync_long_polls_refused_total", "limit" => limit).increment(1);
+            Err(which)
+        };
         let mut open = self.open.lock().unwrap();
         if open.by_user.get(user).copied().unwrap_or(0) >= self.limits.per_user {
-            return Err(TooManyWaiters::User(self.limits.per_user));
+            return refused(TooManyWaiters::User(self.limits.per_user), "user");
         }
         if open.total >= self.limits.total {
-            return Err(TooManyWaiters::Process);
+            return refused(TooManyWaiters::Process, "process");
         }
+        metrics::gauge!("authsync_long_polls_open").increment(1.0);
         open.total += 1;
         *open.by_user.entry(user.to_owned()).or_default() += 1;
         Ok(WaitSlot {

@@ -50,21 +50,25 @@ pub struct Application {
 /// at `/docs`.
 pub fn routes(state: AppState) -> BoxEndpoint<'static> {
     let api = crate::openapi::service();
+    let templates = routes::metrics::RouteTemplates::from_spec(&api.spec());
     let routes = Route::new()
         .at("/openapi.json", api.spec_endpoint())
         .nest("/docs", api.swagger_ui())
         .nest("/", api)
         .data(state);
-    with_middleware(routes)
+    with_middleware(routes, templates)
 }
 
 /// What every route of the api goes through: a panic becomes a logged `500 internal` (not a
 /// dropped connection), every response gets a request id and the security headers, and every
-/// request is counted and timed by route template and status.
-pub fn with_middleware(ep: impl Endpoint + 'static) -> BoxEndpoint<'static> {
+/// request is counted and timed by route template (named after `templates`) and status.
+pub fn with_middleware(
+    ep: impl Endpoint + 'static,
+    templates: routes::metrics::RouteTemplates,
+) -> BoxEndpoint<'static> {
     ep.with(CatchPanic::new().with_handler(panicked))
         .around(crate::request_id::with_request_id)
-        .around(routes::metrics::record_request)
+        .around(move |ep, req| routes::metrics::record_request(ep, req, templates.clone()))
         .map_to_response()
         .boxed()
 }

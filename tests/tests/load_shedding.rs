@@ -110,6 +110,19 @@ async fn a_burst_of_long_polls_gets_429s_and_leaves_intake_fast() {
         }
     }
     assert_eq!((waited, refused), (4, POLLS - 4));
+    let metrics = reqwest::get(format!("{}/metrics", app.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refusals: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("authsync_long_polls_refused_total{limit=\"user\"} "))
+        .expect("the refusals are counted")
+        .parse()
+        .unwrap();
+    assert!(refusals >= (POLLS - 4) as f64, "{refusals}");
 
     // The intake stored every one of them.
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
