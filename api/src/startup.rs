@@ -87,7 +87,7 @@ impl Application {
     /// and the job-result listener get connections of their own, opened with `pool`'s
     /// options, so no other traffic can take theirs.
     pub async fn build(config: ApiConfig, pool: PgPool) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = crate::server::bind(config.listen)?;
         let port = listener.local_addr()?.port();
         jobs::telemetry::metrics();
         let job_waiters = JobWaiters::new(config.wait_limits, &pool);
@@ -102,7 +102,7 @@ impl Application {
         }
         let notifier = jobs::queue::Notifier::new(pool.clone());
         let state = AppState {
-            intake: jobs::intake::Intake::spawn(intake_pool, notifier.clone()),
+            intake: jobs::intake::Intake::spawn(intake_pool, notifier.clone())?,
             notifier,
             pool,
             verifier: config.verifier,

@@ -183,10 +183,20 @@ pub struct Intake {
 impl Intake {
     /// Starts the writer on `pool` (give it connections no other traffic uses, so intake is
     /// never starved); it stops when the last clone of the returned handle is dropped.
-    pub fn spawn(pool: PgPool, notifier: queue::Notifier) -> Self {
+    ///
+    /// The writer runs on a thread of its own: its database round trips are then not queued
+    /// behind whatever else the process is busy with (a burst of 1,500 long-polls kept intake
+    /// waiting seconds per statement on the shared runtime of a debug build).
+    pub fn spawn(pool: PgPool, notifier: queue::Notifier) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(4 * INTAKE_BATCH);
-        tokio::spawn(write_deliveries(pool.clone(), notifier, rx));
-        Self { tx, pool }
+        let writer = write_deliveries(pool.clone(), notifier, rx);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("authsync-intake".into())
+            .spawn(move || runtime.block_on(writer))?;
+        Ok(Self { tx, pool })
     }
 
     /// The intake's own pool, for [`reject`] and the pool gauges.
