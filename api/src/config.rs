@@ -74,7 +74,11 @@ impl ApiConfig {
         };
         let default_timeouts = crate::server::Timeouts::default();
         let timeouts = crate::server::Timeouts {
-            header_read: seconds(env, "HTTP_HEADER_TIMEOUT_SECS", default_timeouts.header_read)?,
+            header_read: seconds(
+                env,
+                "HTTP_HEADER_TIMEOUT_SECS",
+                default_timeouts.header_read,
+            )?,
             keep_alive: seconds(env, "HTTP_KEEP_ALIVE_SECS", default_timeouts.keep_alive)?,
         };
         Ok(Self {

@@ -111,7 +111,10 @@ impl JobWaiters {
 
     /// Held by a wait while it queries: waits never hold more than their share of the pool.
     pub async fn query_permit(&self) -> SemaphorePermit<'_> {
-        self.queries.acquire().await.expect("the semaphore is never closed")
+        self.queries
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
     }
 
     /// The notifier for `job_id`; keep it while waiting.

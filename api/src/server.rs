@@ -102,7 +102,10 @@ pub async fn serve(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(left = connections.len(), "shutdown grace over; closing connections");
+        tracing::warn!(
+            left = connections.len(),
+            "shutdown grace over; closing connections"
+        );
         connections.shutdown().await;
     }
     Ok(())

@@ -88,6 +88,15 @@ impl Application {
     /// options, so no other traffic can take theirs.
     pub async fn build(config: ApiConfig, pool: PgPool) -> std::io::Result<Self> {
         let listener = crate::server::bind(config.listen)?;
+        // Every long-poll is a socket: 1,000 of them do not fit the common soft limit of 1,024.
+        match rlimit::increase_nofile_limit(u64::MAX) {
+            Ok(n) if n < 4096 => tracing::warn!(
+                open_files = n,
+                "the open-files limit is low: long-polls and connections beyond it are refused"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "the open-files limit could not be raised"),
+        }
         let port = listener.local_addr()?.port();
         jobs::telemetry::metrics();
         let job_waiters = JobWaiters::new(config.wait_limits, &pool);

@@ -124,7 +124,10 @@ fn record_process_metrics() {
 
 /// The Prometheus text of this process: queue gauges refreshed from `pool` first (a database
 /// hiccup only leaves them as they were), then the gauges of each named pool and the process'.
-pub async fn render_metrics(pool: &sqlx::PgPool, pools: &[(&'static str, &sqlx::PgPool)]) -> String {
+pub async fn render_metrics(
+    pool: &sqlx::PgPool,
+    pools: &[(&'static str, &sqlx::PgPool)],
+) -> String {
     if let Err(e) = record_queue_gauges(pool).await {
         tracing::warn!(error = %e, "queue gauges unavailable for this scrape");
     }

@@ -41,7 +41,9 @@ async fn read_to_close(s: &mut TcpStream) -> Option<String> {
         }
     })
     .await;
-    closed.ok().map(|_| String::from_utf8_lossy(&got).into_owned())
+    closed
+        .ok()
+        .map(|_| String::from_utf8_lossy(&got).into_owned())
 }
 
 /// One complete response to `GET /healthz` on `s`.
@@ -156,7 +158,10 @@ async fn a_panicking_handler_is_a_json_500_and_the_server_goes_on() {
     assert!(resp.headers().contains_key("x-request-id"));
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "internal", "{body}");
-    assert!(!body.to_string().contains("boom"), "the panic leaked: {body}");
+    assert!(
+        !body.to_string().contains("boom"),
+        "the panic leaked: {body}"
+    );
     let next = client.get(format!("{address}/fine")).send().await.unwrap();
     assert_eq!(next.status(), 200);
 }

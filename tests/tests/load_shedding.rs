@@ -5,10 +5,10 @@
 use futures::future::join_all;
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tests::fake_clerk::{self, FakeClerk};
 use tests::processes::ApiProcess;
 use tests::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ALICE: &str = "user_2abcFakeAlice0000000000001";
 const POLLS: usize = 1_500;
@@ -184,7 +184,11 @@ async fn raw_get(host: &str, path: &str, token: &str) -> (u16, Option<String>, V
         .lines()
         .find_map(|l| l.strip_prefix("retry-after: "))
         .map(str::to_owned);
-    (status, retry_after, serde_json::from_str(body).unwrap_or(Value::Null))
+    (
+        status,
+        retry_after,
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
 }
 
 async fn wait_until_ready(client: &reqwest::Client, address: &str) {
@@ -235,7 +239,10 @@ async fn a_plain_read_is_not_a_wait_and_ended_waits_free_their_place() {
                 assert_eq!(body["error"]["code"], "too_many_waiters");
                 break;
             }
-            assert!(Instant::now() < deadline, "the second wait was never refused");
+            assert!(
+                Instant::now() < deadline,
+                "the second wait was never refused"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // A read without wait_ms is answered while the wait is open.

@@ -183,7 +183,15 @@ async fn a_worker_serves_health_and_metrics_on_its_own_port() {
             >= 1.0,
         "{text}"
     );
-    assert!(sample(&text, "authsync_db_pool_max_connections", &[("pool", "main")]).unwrap() > 0.0);
+    assert!(
+        sample(
+            &text,
+            "authsync_db_pool_max_connections",
+            &[("pool", "main")]
+        )
+        .unwrap()
+            > 0.0
+    );
     assert!(sample(&text, "process_resident_memory_bytes", &[]).unwrap() > 0.0);
     assert!(sample(&text, "process_open_fds", &[]).unwrap() > 0.0);
 }
@@ -201,7 +209,10 @@ async fn the_api_measures_requests_by_route_template_its_pools_and_its_process()
     assert_eq!(get("/healthz", false).await.unwrap().status(), 200);
     let unknown_event = format!("/admin/api/events/{}", new_svix_id());
     assert_eq!(get(&unknown_event, true).await.unwrap().status(), 404);
-    assert_eq!(get("/no/such/route/123", false).await.unwrap().status(), 404);
+    assert_eq!(
+        get("/no/such/route/123", false).await.unwrap().status(),
+        404
+    );
 
     let text = scrape(format!("{}/metrics", app.address)).await;
     let requests = |route: &str, status: &str| {
@@ -213,7 +224,10 @@ async fn the_api_measures_requests_by_route_template_its_pools_and_its_process()
         .unwrap_or(0.0)
     };
     assert!(requests("/healthz", "200") >= 1.0, "{text}");
-    assert!(requests("/admin/api/events/{svix_id}", "404") >= 1.0, "{text}");
+    assert!(
+        requests("/admin/api/events/{svix_id}", "404") >= 1.0,
+        "{text}"
+    );
     assert!(requests("unmatched", "404") >= 1.0, "{text}");
     // Concrete paths never become labels.
     assert!(!text.contains(&unknown_event) && !text.contains("/no/such/route"));
@@ -229,10 +243,7 @@ async fn the_api_measures_requests_by_route_template_its_pools_and_its_process()
 
     // Both pools: the main one (20 in the harness) and intake's own.
     let pool = |name: &str, p: &str| sample(&text, name, &[("pool", p)]);
-    assert_eq!(
-        pool("authsync_db_pool_max_connections", "main"),
-        Some(20.0)
-    );
+    assert_eq!(pool("authsync_db_pool_max_connections", "main"), Some(20.0));
     assert_eq!(
         pool("authsync_db_pool_max_connections", "intake"),
         Some(2.0)

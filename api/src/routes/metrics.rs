@@ -27,9 +27,7 @@ impl RouteTemplates {
     pub fn from_spec(spec: &str) -> Self {
         let spec: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
         let paths = spec["paths"].as_object().into_iter().flat_map(|p| p.keys());
-        Self(Arc::new(
-            paths.map(|t| (shape(t), t.to_owned())).collect(),
-        ))
+        Self(Arc::new(paths.map(|t| (shape(t), t.to_owned())).collect()))
     }
 
     /// `unmatched` when no route matched (a bounded label, never the concrete path).
