@@ -2,6 +2,7 @@
 //! `GET /v1/jobs/{id}` reports — or long-polls — that job for its owner only.
 
 use crate::error::ApiError;
+use crate::session::SessionVerifier;
 use crate::startup::AppState;
 use jobs::audit::Origin;
 use jobs::ids::ClerkUserId;
@@ -145,17 +146,24 @@ async fn read_job(
     let verifier = state.sessions.as_ref().ok_or(ApiError::NotConfigured(
         "session verification (CLERK_JWKS_URL, CLERK_ISSUER)",
     ))?;
+    // A wait is admitted before it costs a query (the token of an open wait, before it costs
+    // a signature check); a plain read is not a wait.
+    let token = SessionVerifier::token(headers);
+    if !wait.is_zero() {
+        state
+            .job_waiters
+            .refuse_early(token.as_deref())
+            .map_err(ApiError::TooManyWaiters)?;
+    }
     let session = verifier.verify_request(headers).await?;
-    // A wait is admitted before it costs a query; a plain read is not a wait.
-    let slot = if wait.is_zero() {
-        None
-    } else {
-        Some(
+    let slot = match (wait.is_zero(), token) {
+        (false, Some(token)) => Some(
             state
                 .job_waiters
-                .admit(session.user_id.as_str())
+                .admit(session.user_id.as_str(), &token)
                 .map_err(ApiError::TooManyWaiters)?,
-        )
+        ),
+        _ => None,
     };
     let (waits, waiting) = (&state.job_waiters, slot.is_some());
     let permit = || async move {
