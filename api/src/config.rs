@@ -26,6 +26,25 @@ pub struct ApiConfig {
     pub ip_filter: crate::ip_filter::IpFilter,
     /// Where the setup page goes on success (`SETUP_REDIRECT_URL`) and home (`SETUP_HOME_URL`).
     pub setup: crate::routes::setup::SetupPage,
+    /// Open long-polls allowed per user and per process (fixed; tests lower them).
+    pub wait_limits: crate::job_events::WaitLimits,
+    /// `HTTP_HEADER_TIMEOUT_SECS` (default 10) and `HTTP_KEEP_ALIVE_SECS` (default 75).
+    pub timeouts: crate::server::Timeouts,
+}
+
+/// A whole number of seconds, at least 1.
+fn seconds<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    name: &'static str,
+    default: std::time::Duration,
+) -> Result<std::time::Duration, ConfigError> {
+    match env.parsed(name, default.as_secs())? {
+        0 => Err(ConfigError::Malformed {
+            name,
+            reason: "must be at least 1".into(),
+        }),
+        n => Ok(std::time::Duration::from_secs(n)),
+    }
 }
 
 impl ApiConfig {
@@ -54,7 +73,18 @@ impl ApiConfig {
             (None, Some(_)) => return Err(ConfigError::Missing("CLERK_JWKS_URL")),
             (None, None) => None,
         };
+        let default_timeouts = crate::server::Timeouts::default();
+        let timeouts = crate::server::Timeouts {
+            header_read: seconds(
+                env,
+                "HTTP_HEADER_TIMEOUT_SECS",
+                default_timeouts.header_read,
+            )?,
+            keep_alive: seconds(env, "HTTP_KEEP_ALIVE_SECS", default_timeouts.keep_alive)?,
+        };
         Ok(Self {
+            wait_limits: Default::default(),
+            timeouts,
             session,
             clerk_api_enabled: env.optional("CLERK_SECRET_KEY").is_some(),
             admin_token: env.optional("ADMIN_TOKEN").map(secrecy::SecretString::from),
@@ -99,6 +129,10 @@ mod tests {
     #[test]
     fn bad_configuration_names_the_variable() {
         let db = ("DATABASE_URL", "postgres://x");
+        let secret = (
+            "CLERK_WEBHOOK_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        );
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[], "DATABASE_URL is required"),
             (&[db], "CLERK_WEBHOOK_SECRET is required"),
@@ -109,6 +143,14 @@ mod tests {
             (&[db, ("PORT", "http")], "PORT is malformed"),
             (&[db, ("PORT", "70000")], "PORT is malformed"),
             (&[db, ("BIND_ADDR", "everywhere")], "BIND_ADDR is malformed"),
+            (
+                &[db, secret, ("HTTP_HEADER_TIMEOUT_SECS", "0")],
+                "HTTP_HEADER_TIMEOUT_SECS is malformed",
+            ),
+            (
+                &[db, secret, ("HTTP_KEEP_ALIVE_SECS", "a minute")],
+                "HTTP_KEEP_ALIVE_SECS is malformed",
+            ),
         ];
         for (pairs, want) in cases {
             let err = ApiConfig::from_env(&env(pairs)).unwrap_err().to_string();
@@ -141,5 +183,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.timeouts.header_read.as_secs(), 10);
+        assert_eq!(c.timeouts.keep_alive.as_secs(), 75);
     }
 }

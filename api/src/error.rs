@@ -39,6 +39,8 @@ pub enum ApiError {
     Conflict(&'static str),
     #[error("{1}")]
     BadRequest(&'static str, String),
+    #[error("{}", too_many_waiters_message(*.0))]
+    TooManyWaiters(crate::job_events::TooManyWaiters),
     #[error("{0} is not configured on this deployment")]
     NotConfigured(&'static str),
     #[error("the database is unavailable; retry later")]
@@ -71,6 +73,7 @@ impl ApiError {
             CrossSiteRequest => (StatusCode::FORBIDDEN, "cross_site_request"),
             Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             BadRequest(code, _) => (StatusCode::BAD_REQUEST, code),
+            TooManyWaiters(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_waiters"),
             NotConfigured(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_configured"),
             Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -80,6 +83,22 @@ impl ApiError {
 
 /// Seconds a client should wait before retrying a 503.
 pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// Seconds a client should wait before opening another long-poll after a 429: about the
+/// time for one of its open waits to end when jobs are moving.
+pub const WAITERS_RETRY_AFTER_SECS: u32 = 2;
+
+fn too_many_waiters_message(which: crate::job_events::TooManyWaiters) -> String {
+    match which {
+        crate::job_events::TooManyWaiters::User(limit) => format!(
+            "too many long-polls are open for this user (at most {limit}); retry after Retry-After seconds"
+        ),
+        crate::job_events::TooManyWaiters::Process => {
+            "the server is following too many jobs right now; retry after Retry-After seconds"
+                .to_owned()
+        }
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -99,6 +118,9 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert("retry-after", RETRY_AFTER_SECS.into());
+        } else if status == StatusCode::TOO_MANY_REQUESTS {
+            resp.headers_mut()
+                .insert("retry-after", WAITERS_RETRY_AFTER_SECS.into());
         }
         resp
     }
@@ -122,6 +144,19 @@ mod tests {
         let resp = ApiError::Unavailable(anyhow::anyhow!("down")).into_response();
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(resp.headers().get("retry-after").unwrap(), "5");
+    }
+
+    #[test]
+    fn too_many_waiters_is_429_with_retry_after() {
+        for which in [
+            crate::job_events::TooManyWaiters::User(4),
+            crate::job_events::TooManyWaiters::Process,
+        ] {
+            let resp = ApiError::TooManyWaiters(which).into_response();
+            assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(resp.headers().get("retry-after").unwrap(), "2");
+            assert!(futures_body(resp).contains(r#""code":"too_many_waiters""#));
+        }
     }
 
     fn futures_body(resp: Response) -> String {

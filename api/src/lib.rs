@@ -12,6 +12,7 @@ pub mod job_events;
 pub mod openapi;
 pub mod request_id;
 pub mod routes;
+pub mod server;
 pub mod session;
 pub mod simulate;
 pub mod startup;

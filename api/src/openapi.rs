@@ -357,6 +357,10 @@ enum JobResponses {
     /// No such job for the signed-in user.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
+    /// `too_many_waiters`: this user has 4 long-polls open already, or the process 1,000.
+    /// Retry after `Retry-After` seconds.
+    #[oai(status = 429, header(name = "retry-after", ty = "u32"))]
+    TooManyWaiters(Json<ErrorBody>),
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
 }

@@ -2,20 +2,24 @@
 //! tests can ask for port 0 and read the real port back.
 
 use crate::config::ApiConfig;
+use crate::error::ApiError;
 use crate::job_events::JobWaiters;
 use crate::routes;
+use crate::server::Timeouts;
 use crate::session::SessionVerifier;
 use crate::verify::WebhookVerifier;
 use poem::endpoint::BoxEndpoint;
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::{EndpointExt, Route, Server};
+use poem::middleware::CatchPanic;
+use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpListener;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
+    /// For every route but webhook intake, which has its own connections (`intake`).
     pub pool: PgPool,
     pub verifier: Arc<WebhookVerifier>,
     pub body_limit: usize,
@@ -37,7 +41,8 @@ pub struct AppState {
 /// The bound, ready-to-run api.
 pub struct Application {
     port: u16,
-    acceptor: TcpAcceptor,
+    listener: TcpListener,
+    timeouts: Timeouts,
     app: BoxEndpoint<'static>,
 }
 
@@ -45,28 +50,59 @@ pub struct Application {
 /// at `/docs`.
 pub fn routes(state: AppState) -> BoxEndpoint<'static> {
     let api = crate::openapi::service();
-    Route::new()
+    let templates = routes::metrics::RouteTemplates::from_spec(&api.spec());
+    let routes = Route::new()
         .at("/openapi.json", api.spec_endpoint())
         .nest("/docs", api.swagger_ui())
         .nest("/", api)
-        .data(state)
+        .data(state);
+    with_middleware(routes, templates)
+}
+
+/// What every route of the api goes through: a panic becomes a logged `500 internal` (not a
+/// dropped connection), every response gets a request id and the security headers, and every
+/// request is counted and timed by route template (named after `templates`) and status.
+pub fn with_middleware(
+    ep: impl Endpoint + 'static,
+    templates: routes::metrics::RouteTemplates,
+) -> BoxEndpoint<'static> {
+    ep.with(CatchPanic::new().with_handler(panicked))
         .around(crate::request_id::with_request_id)
+        .around(move |ep, req| routes::metrics::record_request(ep, req, templates.clone()))
         .map_to_response()
         .boxed()
 }
 
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> poem::Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    ApiError::Internal(anyhow::anyhow!("the handler panicked: {what}")).into_response()
+}
+
 impl Application {
-    /// Binds the listener and builds the routes; `pool` is lazily connected.
+    /// Binds the listener and builds the routes; `pool` is lazily connected. Webhook intake
+    /// and the job-result listener get connections of their own, opened with `pool`'s
+    /// options, so no other traffic can take theirs.
     pub async fn build(config: ApiConfig, pool: PgPool) -> std::io::Result<Self> {
-        let acceptor = TcpListener::bind(config.listen).into_acceptor().await?;
-        let port = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
-            .unwrap_or(config.listen.port());
+        let listener = crate::server::bind(config.listen)?;
+        // Every long-poll is a socket: 1,000 of them do not fit the common soft limit of 1,024.
+        match rlimit::increase_nofile_limit(u64::MAX) {
+            Ok(n) if n < 4096 => tracing::warn!(
+                open_files = n,
+                "the open-files limit is low: long-polls and connections beyond it are refused"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "the open-files limit could not be raised"),
+        }
+        let port = listener.local_addr()?.port();
         jobs::telemetry::metrics();
-        let job_waiters = JobWaiters::default();
-        job_waiters.spawn_listener(pool.clone());
+        let job_waiters = JobWaiters::new(config.wait_limits, &pool);
+        job_waiters.spawn_listener(jobs::db::derived_pool(&pool, 1, "authsync-listener"));
+        let intake_pool =
+            jobs::db::derived_pool(&pool, jobs::intake::INTAKE_CONNECTIONS, "authsync-intake");
         if config.session.is_none() {
             tracing::info!("CLERK_JWKS_URL/CLERK_ISSUER not set: /v1/sync and /v1/jobs are off");
         }
@@ -75,7 +111,7 @@ impl Application {
         }
         let notifier = jobs::queue::Notifier::new(pool.clone());
         let state = AppState {
-            intake: jobs::intake::Intake::spawn(pool.clone(), notifier.clone()),
+            intake: jobs::intake::Intake::spawn(intake_pool, notifier.clone())?,
             notifier,
             pool,
             verifier: config.verifier,
@@ -89,7 +125,8 @@ impl Application {
         };
         Ok(Self {
             port,
-            acceptor,
+            listener,
+            timeouts: config.timeouts,
             app: routes(state),
         })
     }
@@ -104,8 +141,13 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
         tracing::info!(port = self.port, "api listening");
-        Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(self.app, shutdown, Some(Duration::from_secs(10)))
-            .await
+        crate::server::serve(
+            self.listener,
+            self.app,
+            self.timeouts,
+            shutdown,
+            Duration::from_secs(10),
+        )
+        .await
     }
 }

@@ -38,7 +38,7 @@
       credentials: "same-origin",
     }).then(function (resp) {
       return resp.json().catch(function () { return {}; }).then(function (body) {
-        return { status: resp.status, body: body };
+        return { status: resp.status, body: body, retryAfter: resp.headers.get("retry-after") };
       });
     });
   }
@@ -49,6 +49,13 @@
 
   function follow(token, jobId) {
     return api("GET", "/v1/jobs/" + encodeURIComponent(jobId) + "?wait_ms=10000", token).then(function (r) {
+      if (r.status === 429) {
+        // Too many long-polls open (other tabs of this user): wait as told, then follow again.
+        var ms = (parseInt(r.retryAfter, 10) || 2) * 1000;
+        return new Promise(function (done) { setTimeout(done, ms); }).then(function () {
+          return follow(token, jobId);
+        });
+      }
       if (r.status !== 200) {
         return fail((r.body.error && r.body.error.message) || "The status of your account setup is unavailable.", jobId);
       }

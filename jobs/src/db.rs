@@ -93,6 +93,19 @@ pub fn timed_out(e: &sqlx::Error) -> Option<&'static str> {
     }
 }
 
+/// A small pool of `max` connections of its own, opened with `main`'s options under another
+/// `application_name` (so `pg_stat_activity` tells them apart): for work that must not wait
+/// behind the main pool's traffic (webhook intake, the api's LISTEN connection).
+pub fn derived_pool(main: &PgPool, max: u32, application_name: &str) -> PgPool {
+    let options = (*main.connect_options())
+        .clone()
+        .application_name(application_name);
+    PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options)
+}
+
 /// Whether the database refuses these values for good (a data error, a constraint, a trigger's
 /// exception), as opposed to being unreachable, restarting, read-only or in a deadlock: then
 /// the same write may succeed when tried again.

@@ -151,6 +151,10 @@ pub async fn accept(
     Ok(outcome)
 }
 
+/// Connections the api's intake has to itself (see [`crate::db::derived_pool`]): one for the
+/// writer's statement, one for recording a delivery that does not parse while it runs.
+pub const INTAKE_CONNECTIONS: u32 = 2;
+
 /// Most deliveries stored by one statement.
 const INTAKE_BATCH: usize = 128;
 
@@ -173,14 +177,31 @@ type Reply = oneshot::Sender<Result<IntakeOutcome, IntakeError>>;
 #[derive(Clone)]
 pub struct Intake {
     tx: mpsc::Sender<(Delivery, Reply)>,
+    pool: PgPool,
 }
 
 impl Intake {
-    /// Starts the writer; it stops when the last clone of the returned handle is dropped.
-    pub fn spawn(pool: PgPool, notifier: queue::Notifier) -> Self {
+    /// Starts the writer on `pool` (give it connections no other traffic uses, so intake is
+    /// never starved); it stops when the last clone of the returned handle is dropped.
+    ///
+    /// The writer runs on a thread of its own: its database round trips are then not queued
+    /// behind whatever else the process is busy with (a burst of 1,500 long-polls kept intake
+    /// waiting seconds per statement on the shared runtime of a debug build).
+    pub fn spawn(pool: PgPool, notifier: queue::Notifier) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(4 * INTAKE_BATCH);
-        tokio::spawn(write_deliveries(pool, notifier, rx));
-        Self { tx }
+        let writer = write_deliveries(pool.clone(), notifier, rx);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("authsync-intake".into())
+            .spawn(move || runtime.block_on(writer))?;
+        Ok(Self { tx, pool })
+    }
+
+    /// The intake's own pool, for [`reject`] and the pool gauges.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// [`accept`], stored together with whatever other deliveries are waiting.

@@ -77,11 +77,63 @@ pub async fn record_queue_gauges(pool: &sqlx::PgPool) -> Result<(), sqlx::Error>
     Ok(())
 }
 
-/// The Prometheus text of this process, with the queue gauges refreshed first (a database
-/// hiccup only leaves the gauges as they were).
-pub async fn render_metrics(pool: &sqlx::PgPool) -> String {
+/// Counts and times one HTTP request served by this process. `route` is the route's template
+/// (`/v1/jobs/{id}`, never the concrete path) or `unmatched`, so the label stays bounded.
+pub fn record_http_request(method: &str, route: &str, status: u16, elapsed: std::time::Duration) {
+    const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    let method = METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other");
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route.to_owned()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("authsync_http_requests_total", &labels).increment(1);
+    metrics::histogram!("authsync_http_request_duration_seconds", &labels)
+        .record(elapsed.as_secs_f64());
+}
+
+/// Sets the gauges of one connection pool: connections open, idle and allowed. (sqlx does not
+/// say how many tasks wait for a connection; a full pool with no idle ones is that sign.)
+pub fn record_pool_gauges(name: &'static str, pool: &sqlx::PgPool) {
+    let idle = pool.num_idle() as f64;
+    let size = f64::from(pool.size());
+    metrics::gauge!("authsync_db_pool_connections", "pool" => name).set(size);
+    metrics::gauge!("authsync_db_pool_idle_connections", "pool" => name).set(idle);
+    metrics::gauge!("authsync_db_pool_in_use_connections", "pool" => name)
+        .set((size - idle).max(0.0));
+    metrics::gauge!("authsync_db_pool_max_connections", "pool" => name)
+        .set(f64::from(pool.options().get_max_connections()));
+}
+
+/// The process' own figures (resident memory, CPU seconds, open and allowed file descriptors,
+/// threads, start time), collected by `metrics-process` at scrape time.
+fn record_process_metrics() {
+    static COLLECTOR: std::sync::OnceLock<metrics_process::Collector> = std::sync::OnceLock::new();
+    COLLECTOR
+        .get_or_init(|| {
+            let c = metrics_process::Collector::default();
+            c.describe();
+            c
+        })
+        .collect();
+}
+
+/// The Prometheus text of this process: queue gauges refreshed from `pool` first (a database
+/// hiccup only leaves them as they were), then the gauges of each named pool and the process'.
+pub async fn render_metrics(
+    pool: &sqlx::PgPool,
+    pools: &[(&'static str, &sqlx::PgPool)],
+) -> String {
     if let Err(e) = record_queue_gauges(pool).await {
         tracing::warn!(error = %e, "queue gauges unavailable for this scrape");
     }
+    for (name, p) in pools {
+        record_pool_gauges(name, p);
+    }
+    record_process_metrics();
     metrics().render()
 }

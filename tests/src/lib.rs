@@ -133,6 +133,16 @@ impl TestApp {
         Self::spawn_configured(db, api_database_url, clerk, |_| {}).await
     }
 
+    /// [`TestApp::spawn_with_clerk`] with the api's configuration adjusted by `configure`.
+    pub async fn spawn_with_clerk_and(
+        clerk: &fake_clerk::FakeClerk,
+        configure: impl FnOnce(&mut ApiConfig),
+    ) -> Self {
+        let db = TestDb::new().await;
+        let url = db.url.clone();
+        Self::spawn_configured(db, url, Some(clerk), configure).await
+    }
+
     /// The api with its configuration adjusted by `configure`.
     pub async fn spawn_with(configure: impl FnOnce(&mut ApiConfig)) -> Self {
         let db = TestDb::new().await;
@@ -169,6 +179,8 @@ impl TestApp {
                 WebhookVerifier::from_secrets(&format!("{SECRET} {SECOND_SECRET}")).unwrap(),
             ),
             body_limit: api::config::DEFAULT_BODY_LIMIT,
+            wait_limits: Default::default(),
+            timeouts: Default::default(),
         };
         configure(&mut config);
         let pool = jobs::db::pool(&config.database).unwrap();

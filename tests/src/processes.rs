@@ -79,16 +79,23 @@ pub struct ApiProcess {
 
 impl ApiProcess {
     pub fn start(database_url: &str) -> Self {
+        Self::start_with(database_url, &[])
+    }
+
+    /// [`ApiProcess::start`] with more environment variables.
+    pub fn start_with(database_url: &str, extra_env: &[(&str, &str)]) -> Self {
         let port = crate::free_port();
-        let child = Command::new(binary("api"))
-            .env("DATABASE_URL", database_url)
+        let mut cmd = Command::new(binary("api"));
+        cmd.env("DATABASE_URL", database_url)
             .env("CLERK_WEBHOOK_SECRET", crate::SECRET)
             .env("PORT", port.to_string())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start api");
+            .stderr(Stdio::inherit());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start api");
         Self {
             child,
             address: format!("http://127.0.0.1:{port}"),

@@ -1,5 +1,6 @@
 //! Prometheus metrics scraped and parsed after traffic: the api's `/metrics` and a worker
-//! process' own `/healthz` and `/metrics`.
+//! process' own `/healthz` and `/metrics` — webhooks, jobs and queues, HTTP requests by route
+//! template and status, connection pools and the process.
 
 use tests::processes::WorkerProcess;
 use tests::*;
@@ -171,4 +172,104 @@ async fn a_worker_serves_health_and_metrics_on_its_own_port() {
         ),
         Some(0.0)
     );
+    // Its own requests, its pool and its process.
+    assert!(
+        sample(
+            &text,
+            "authsync_http_requests_total",
+            &[("route", "/healthz"), ("status", "200")]
+        )
+        .unwrap()
+            >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "authsync_db_pool_max_connections",
+            &[("pool", "main")]
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert!(sample(&text, "process_resident_memory_bytes", &[]).unwrap() > 0.0);
+    assert!(sample(&text, "process_open_fds", &[]).unwrap() > 0.0);
+}
+
+#[tokio::test]
+async fn the_api_measures_requests_by_route_template_its_pools_and_its_process() {
+    let app = TestApp::spawn().await;
+    let get = |path: &str, admin: bool| {
+        let mut req = app.client.get(format!("{}{path}", app.address));
+        if admin {
+            req = req.bearer_auth(ADMIN_TOKEN);
+        }
+        req.send()
+    };
+    assert_eq!(get("/healthz", false).await.unwrap().status(), 200);
+    let unknown_event = format!("/admin/api/events/{}", new_svix_id());
+    assert_eq!(get(&unknown_event, true).await.unwrap().status(), 404);
+    assert_eq!(
+        get("/no/such/route/123", false).await.unwrap().status(),
+        404
+    );
+
+    let text = scrape(format!("{}/metrics", app.address)).await;
+    let requests = |route: &str, status: &str| {
+        sample(
+            &text,
+            "authsync_http_requests_total",
+            &[("method", "GET"), ("route", route), ("status", status)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(requests("/healthz", "200") >= 1.0, "{text}");
+    assert!(
+        requests("/admin/api/events/{svix_id}", "404") >= 1.0,
+        "{text}"
+    );
+    assert!(requests("unmatched", "404") >= 1.0, "{text}");
+    // Concrete paths never become labels.
+    assert!(!text.contains(&unknown_event) && !text.contains("/no/such/route"));
+    assert!(
+        sample(
+            &text,
+            "authsync_http_request_duration_seconds_count",
+            &[("route", "/healthz"), ("status", "200")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+
+    // Both pools: the main one (20 in the harness) and intake's own.
+    let pool = |name: &str, p: &str| sample(&text, name, &[("pool", p)]);
+    assert_eq!(pool("authsync_db_pool_max_connections", "main"), Some(20.0));
+    assert_eq!(
+        pool("authsync_db_pool_max_connections", "intake"),
+        Some(2.0)
+    );
+    for family in [
+        "authsync_db_pool_connections",
+        "authsync_db_pool_idle_connections",
+        "authsync_db_pool_in_use_connections",
+    ] {
+        for p in ["main", "intake"] {
+            assert!(pool(family, p).is_some(), "{family}{{pool={p}}}:\n{text}");
+        }
+    }
+    // The scrape itself read the queue gauges through the main pool.
+    assert!(pool("authsync_db_pool_connections", "main").unwrap() >= 1.0);
+
+    for family in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_threads",
+    ] {
+        assert!(
+            sample(&text, family, &[]).unwrap_or(0.0) > 0.0,
+            "{family}:\n{text}"
+        );
+    }
+    assert!(sample(&text, "process_cpu_seconds_total", &[]).is_some());
 }

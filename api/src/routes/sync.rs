@@ -2,6 +2,7 @@
 //! `GET /v1/jobs/{id}` reports — or long-polls — that job for its owner only.
 
 use crate::error::ApiError;
+use crate::session::SessionVerifier;
 use crate::startup::AppState;
 use jobs::audit::Origin;
 use jobs::ids::ClerkUserId;
@@ -145,41 +146,74 @@ async fn read_job(
     let verifier = state.sessions.as_ref().ok_or(ApiError::NotConfigured(
         "session verification (CLERK_JWKS_URL, CLERK_ISSUER)",
     ))?;
+    // A wait is admitted before it costs a query (the token of an open wait, before it costs
+    // a signature check); a plain read is not a wait.
+    let token = SessionVerifier::token(headers);
+    if !wait.is_zero() {
+        state
+            .job_waiters
+            .refuse_early(token.as_deref())
+            .map_err(ApiError::TooManyWaiters)?;
+    }
     let session = verifier.verify_request(headers).await?;
-    let owned: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sync_jobs WHERE job_id = $1 AND clerk_user_id = $2)",
-    )
-    .bind(id)
-    .bind(session.user_id.as_str())
-    .fetch_one(&state.pool)
-    .await
-    .map_err(db)?;
+    let slot = match (wait.is_zero(), token) {
+        (false, Some(token)) => Some(
+            state
+                .job_waiters
+                .admit(session.user_id.as_str(), &token)
+                .map_err(ApiError::TooManyWaiters)?,
+        ),
+        _ => None,
+    };
+    let (waits, waiting) = (&state.job_waiters, slot.is_some());
+    let permit = || async move {
+        match waiting {
+            true => Some(waits.query_permit().await),
+            false => None,
+        }
+    };
+    let owned: bool = {
+        let _p = permit().await;
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sync_jobs WHERE job_id = $1 AND clerk_user_id = $2)",
+        )
+        .bind(id)
+        .bind(session.user_id.as_str())
+        .fetch_one(&state.pool)
+        .await
+        .map_err(db)?
+    };
     if !owned {
         return Err(ApiError::NotFound("no such job for this user"));
     }
+    let read = || async {
+        let _p = permit().await;
+        job_status(&state.pool, id).await.map_err(db)
+    };
     let deadline = Instant::now() + wait;
     let notify = state.job_waiters.subscribe(id);
-    let status = loop {
-        // Register interest before reading, so a result recorded in between is not missed.
-        let woken = notify.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        let status = job_status(&state.pool, id)
-            .await
-            .map_err(db)?
-            .ok_or(ApiError::NotFound("no such job for this user"))?;
-        let left = deadline.saturating_duration_since(Instant::now());
-        if terminal(&status) || left.is_zero() {
-            break status;
+    let waited = async {
+        loop {
+            // Register interest before reading, so a result recorded in between is not missed.
+            let woken = notify.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let status = read()
+                .await?
+                .ok_or(ApiError::NotFound("no such job for this user"))?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if terminal(&status) || left.is_zero() {
+                return Ok::<JobStatus, ApiError>(status);
+            }
+            if tokio::time::timeout(left, woken).await.is_err() {
+                return Ok(read().await?.unwrap_or(status));
+            }
         }
-        if tokio::time::timeout(left, woken).await.is_err() {
-            break job_status(&state.pool, id)
-                .await
-                .map_err(db)?
-                .unwrap_or(status);
-        }
-    };
+    }
+    .await;
     state.job_waiters.release(id, notify);
+    drop(slot);
+    let status = waited?;
     let user: Option<UserView> = if status.state == JobState::Succeeded {
         find_live(&state.pool, &session.user_id).await.map_err(db)?
     } else {

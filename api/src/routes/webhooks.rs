@@ -99,7 +99,7 @@ async fn receive(
         }
         Err(e) => {
             let reason = e.to_string();
-            intake::reject(&state.pool, &svix_id, &bytes, &reason)
+            intake::reject(state.intake.pool(), &svix_id, &bytes, &reason)
                 .await
                 .map_err(|e| ApiError::Unavailable(e.into()))?;
             tracing::warn!(svix_id = %svix_id, %reason, "signed event rejected");
