@@ -28,7 +28,8 @@ pub struct ApiConfig {
     pub setup: crate::routes::setup::SetupPage,
     /// Open long-polls allowed per user and per process (fixed; tests lower them).
     pub wait_limits: crate::job_events::WaitLimits,
-    /// `HTTP_HEADER_TIMEOUT_SECS` (default 10) and `HTTP_KEEP_ALIVE_SECS` (default 75).
+    /// `HTTP_HEADER_TIMEOUT_SECS` (default 10), `HTTP_KEEP_ALIVE_SECS` (default 75) and
+    /// `HTTP_REQUEST_TIMEOUT_SECS` (default 30).
     pub timeouts: crate::server::Timeouts,
 }
 
@@ -81,6 +82,7 @@ impl ApiConfig {
                 default_timeouts.header_read,
             )?,
             keep_alive: seconds(env, "HTTP_KEEP_ALIVE_SECS", default_timeouts.keep_alive)?,
+            request: seconds(env, "HTTP_REQUEST_TIMEOUT_SECS", default_timeouts.request)?,
         };
         Ok(Self {
             wait_limits: Default::default(),

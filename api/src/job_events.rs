@@ -71,6 +71,34 @@ pub struct JobWaiters {
     queries: Arc<Semaphore>,
 }
 
+/// Interest in one job's result; dropping it (also when the client goes away mid-wait) drops
+/// the job's entry once nobody else waits on it.
+pub struct Subscription {
+    waiting: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    job_id: String,
+    notify: Option<Arc<Notify>>,
+}
+
+impl std::ops::Deref for Subscription {
+    type Target = Notify;
+    fn deref(&self) -> &Notify {
+        self.notify.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut map = self.waiting.lock().unwrap();
+        drop(self.notify.take());
+        if map
+            .get(&self.job_id)
+            .is_some_and(|n| Arc::strong_count(n) == 1)
+        {
+            map.remove(&self.job_id);
+        }
+    }
+}
+
 /// One admitted wait; dropping it frees its place.
 pub struct WaitSlot {
     open: Arc<Mutex<Open>>,
@@ -157,21 +185,18 @@ impl JobWaiters {
     }
 
     /// The notifier for `job_id`; keep it while waiting.
-    pub fn subscribe(&self, job_id: &str) -> Arc<Notify> {
-        self.waiting
+    pub fn subscribe(&self, job_id: &str) -> Subscription {
+        let notify = self
+            .waiting
             .lock()
             .unwrap()
             .entry(job_id.to_owned())
             .or_default()
-            .clone()
-    }
-
-    /// Drops the entry once nobody waits on it any more.
-    pub fn release(&self, job_id: &str, notify: Arc<Notify>) {
-        let mut map = self.waiting.lock().unwrap();
-        drop(notify);
-        if map.get(job_id).is_some_and(|n| Arc::strong_count(n) == 1) {
-            map.remove(job_id);
+            .clone();
+        Subscription {
+            waiting: self.waiting.clone(),
+            job_id: job_id.to_owned(),
+            notify: Some(notify),
         }
     }
 
@@ -243,6 +268,27 @@ mod tests {
         drop(a1);
         let _a3 = w.admit("a", "ta").unwrap();
         assert_eq!(w.admit("c", "tc").err(), Some(TooManyWaiters::Process));
+    }
+
+    #[tokio::test]
+    async fn a_job_entry_goes_when_its_last_waiter_goes_even_mid_wait() {
+        let w = waiters(4, 10);
+        let first = w.subscribe("job1");
+        let second = w.subscribe("job1");
+        drop(first);
+        assert!(
+            w.waiting.lock().unwrap().contains_key("job1"),
+            "one still waits"
+        );
+        // A client that goes away mid-wait drops the future holding its subscription.
+        let waiting = tokio::spawn(async move { second.notified().await });
+        tokio::task::yield_now().await;
+        waiting.abort();
+        let _ = waiting.await;
+        assert!(
+            w.waiting.lock().unwrap().is_empty(),
+            "no entry is left behind"
+        );
     }
 
     #[tokio::test]

@@ -35,6 +35,10 @@ pub struct Timeouts {
     pub header_read: Duration,
     /// From the end of a response to the next request's first byte.
     pub keep_alive: Duration,
+    /// From a complete head to the response: covers a body sent a byte at a time, which the
+    /// head timer no longer watches. Longer than any route's own wait (long-polls and webhook
+    /// intake give up after 10 s).
+    pub request: Duration,
 }
 
 impl Default for Timeouts {
@@ -42,6 +46,7 @@ impl Default for Timeouts {
         Self {
             header_read: Duration::from_secs(10),
             keep_alive: Duration::from_secs(75),
+            request: Duration::from_secs(30),
         }
     }
 }
@@ -129,7 +134,11 @@ async fn serve_connection(
         let req = poem::Request::from((req, local.clone(), remote.clone(), http_scheme()));
         let app = app.clone();
         async move {
-            let resp: hyper::Response<_> = app.get_response(req).await.into();
+            let resp = match tokio::time::timeout(timeouts.request, app.get_response(req)).await {
+                Ok(resp) => resp,
+                Err(_) => request_timed_out(timeouts.request),
+            };
+            let resp: hyper::Response<_> = resp.into();
             Ok::<_, Infallible>(resp)
         }
     });
@@ -158,6 +167,22 @@ async fn serve_connection(
         // Timeouts, resets and malformed requests: the client's doing, not ours.
         tracing::debug!(%peer, error = %e, "connection ended");
     }
+}
+
+/// `408` for a request not answered within [`Timeouts::request`] (its handler is dropped), and
+/// the connection closed: its body may still be arriving.
+fn request_timed_out(limit: Duration) -> poem::Response {
+    tracing::info!(?limit, "request timed out");
+    poem::Response::builder()
+        .status(poem::http::StatusCode::REQUEST_TIMEOUT)
+        .header(poem::http::header::CONNECTION, "close")
+        .content_type("application/json")
+        .body(
+            serde_json::json!({"error": {"code": "request_timeout", "message": format!(
+                "the request was not complete and answered within {} s", limit.as_secs()
+            )}})
+            .to_string(),
+        )
 }
 
 fn http_scheme() -> poem::http::uri::Scheme {

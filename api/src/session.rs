@@ -22,6 +22,10 @@ use tokio::sync::{Mutex, RwLock};
 /// Keys older than this are refreshed (in the background; they stay in use meanwhile).
 pub const KEY_TTL: Duration = Duration::from_secs(300);
 /// An unknown `kid`, or a failed fetch, allows another fetch only after this interval.
+/// Longest time keys are served stale while `CLERK_JWKS_URL` fails to answer: a key Clerk
+/// rotated out must not verify tokens for ever. Past it, requests wait for a fetch and get a
+/// 503 when it fails.
+pub const MAX_STALE: Duration = Duration::from_secs(3600);
 pub const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 /// A JWKS fetch (connect and answer) that takes longer fails.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -202,10 +206,13 @@ impl SessionVerifier {
         {
             let keys = shared.keys.read().await;
             if let Some(k) = keys.by_kid.get(kid) {
-                if !keys.fresh(shared.config.key_ttl) {
-                    self.refresh_in_background();
+                if keys.fresh(shared.config.key_ttl) {
+                    return Ok(k.clone());
                 }
-                return Ok(k.clone());
+                if keys.fresh(shared.config.key_ttl + MAX_STALE) {
+                    self.refresh_in_background();
+                    return Ok(k.clone());
+                }
             }
         }
         {
@@ -230,6 +237,11 @@ impl SessionVerifier {
         }
         let keys = shared.keys.read().await;
         match keys.by_kid.get(kid) {
+            Some(_) if !keys.fresh(shared.config.key_ttl + MAX_STALE) => {
+                Err(ApiError::Unavailable(anyhow::anyhow!(
+                    "signing keys are over an hour out of date and CLERK_JWKS_URL does not answer"
+                )))
+            }
             Some(k) => Ok(k.clone()),
             None if keys.fetched_at.is_none() => Err(ApiError::Unavailable(anyhow::anyhow!(
                 "signing keys could not be fetched from CLERK_JWKS_URL"

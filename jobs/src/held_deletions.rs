@@ -22,6 +22,19 @@ pub async fn hold(
     Ok(())
 }
 
+/// Retires every unconfirmed hold of runs other than `job_id`: the run `job_id` has just looked
+/// at Clerk afresh and holds (or applies) what it found itself. Returns how many it retired.
+pub async fn supersede(conn: &mut PgConnection, job_id: &str) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE reconcile_held_deletions SET superseded_by = $1 \
+         WHERE job_id <> $1 AND confirmed_at IS NULL AND superseded_by IS NULL",
+    )
+    .bind(job_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Marks the run's unconfirmed deletions confirmed by `by` and returns them
 /// (`clerk_user_id`, `deleted_at_ms`). A concurrent second call waits for the first to commit
 /// and then finds nothing left.
@@ -32,7 +45,7 @@ pub async fn confirm(
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
     sqlx::query_as(
         "UPDATE reconcile_held_deletions SET confirmed_at = now(), confirmed_by = $2 \
-         WHERE job_id = $1 AND confirmed_at IS NULL RETURNING clerk_user_id, deleted_at_ms",
+         WHERE job_id = $1 AND confirmed_at IS NULL AND superseded_by IS NULL RETURNING clerk_user_id, deleted_at_ms",
     )
     .bind(job_id)
     .bind(by)
@@ -59,15 +72,15 @@ pub async fn is_run(
 }
 
 /// Per run: (`job_id`, deletions still held, deletions confirmed). A held user deleted since
-/// (a later run's confirmed hold, a webhook) no longer counts as waiting, so repeated runs that
-/// held the same users do not keep asking for a confirmation.
+/// (a webhook, an earlier confirmation) no longer counts as waiting, nor does a hold a later
+/// run superseded.
 pub async fn counts(
     pool: &PgPool,
     job_ids: &[String],
 ) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT h.job_id, \
-                count(*) FILTER (WHERE h.confirmed_at IS NULL AND u.deleted_at IS NULL AND u.id IS NOT NULL), \
+                count(*) FILTER (WHERE h.confirmed_at IS NULL AND h.superseded_by IS NULL AND u.deleted_at IS NULL AND u.id IS NOT NULL), \
                 count(*) FILTER (WHERE h.confirmed_at IS NOT NULL) \
          FROM reconcile_held_deletions h LEFT JOIN users u ON u.clerk_user_id = h.clerk_user_id \
          WHERE h.job_id = ANY($1) GROUP BY h.job_id",

@@ -197,27 +197,41 @@ impl Job for Reconcile {
             offset += n;
             tokio::time::sleep(PACE).await;
         }
-        // Live rows Clerk did not list: gone, unless created while we paged. Confirm each.
+        // Live rows Clerk did not list: gone, unless created while we paged (confirmed below).
         let candidates: Vec<String> = sqlx::query_scalar(
             "SELECT clerk_user_id FROM users WHERE deleted_at IS NULL AND clerk_user_id IS NOT NULL AND updated_at < $1",
         )
         .bind(started)
         .fetch_all(&ctx.pool)
         .await?;
+        let unseen: Vec<ClerkUserId> = candidates
+            .into_iter()
+            .filter(|c| !seen.contains(c))
+            .filter_map(|c| ClerkUserId::parse(&c).ok())
+            .collect();
+        let max_deletions = u64::from(ctx.reconcile.max_deletions);
+        // More than the guard allows: all of them are held for an operator without asking
+        // Clerk about each (at 4 requests a second, a key of another instance would take hours
+        // to confirm a large user base one by one and never reach the hold). Otherwise each is
+        // confirmed gone with Clerk before it is deleted.
+        let hold = unseen.len() as u64 > max_deletions;
         let mut gone = Vec::new();
-        for cid in candidates.into_iter().filter(|c| !seen.contains(c)) {
-            let Ok(id) = ClerkUserId::parse(&cid) else {
-                continue;
-            };
-            tokio::time::sleep(PACE).await;
-            if patiently(|| clerk.get_user(&id)).await?.is_none() {
-                gone.push(id);
+        if hold {
+            gone = unseen;
+        } else {
+            for id in unseen {
+                tokio::time::sleep(PACE).await;
+                if patiently(|| clerk.get_user(&id)).await?.is_none() {
+                    gone.push(id);
+                }
             }
         }
         // The deletions (or the hold) and the run's record commit together.
         let deleted_at_ms = started.timestamp_millis();
         let mut tx = ctx.begin().await?;
-        if gone.len() as u64 > u64::from(ctx.reconcile.max_deletions) {
+        // This run's view replaces any hold of an earlier run nobody confirmed.
+        held_deletions::supersede(&mut tx, &run_id).await?;
+        if hold {
             counts.held_deletions = gone.len() as u64;
             let ids: Vec<String> = gone.iter().map(|id| id.as_str().to_owned()).collect();
             held_deletions::hold(&mut tx, &run_id, &ids, deleted_at_ms).await?;

@@ -16,6 +16,7 @@ async fn app_with(header_read: u64, keep_alive: u64) -> TestApp {
         c.timeouts = Timeouts {
             header_read: Duration::from_secs(header_read),
             keep_alive: Duration::from_secs(keep_alive),
+            ..Timeouts::default()
         }
     })
     .await
@@ -164,4 +165,47 @@ async fn a_panicking_handler_is_a_json_500_and_the_server_goes_on() {
     );
     let next = client.get(format!("{address}/fine")).send().await.unwrap();
     assert_eq!(next.status(), 200);
+}
+
+#[tokio::test]
+async fn a_body_sent_a_byte_at_a_time_gets_a_408_and_the_connection_closes() {
+    let app = TestApp::spawn_with(|c| {
+        c.timeouts = Timeouts {
+            request: Duration::from_secs(2),
+            ..Timeouts::default()
+        }
+    })
+    .await;
+    let mut s = connect(&app).await;
+    s.write_all(
+        b"POST /webhooks/clerk HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // Keep sending one byte a second, longer than the limit allows.
+    let (mut read, mut write) = s.into_split();
+    let dribble = tokio::spawn(async move {
+        for _ in 0..20 {
+            if write.write_all(b"{").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(PATIENCE, async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    dribble.abort();
+    let said = String::from_utf8_lossy(&got);
+    assert!(closed.is_ok(), "the connection is still open: {said}");
+    assert!(said.starts_with("HTTP/1.1 408"), "{said}");
+    assert!(said.contains("request_timeout"), "{said}");
 }

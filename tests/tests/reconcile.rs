@@ -367,3 +367,52 @@ async fn deletions_up_to_the_limit_apply_at_once() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn a_hold_nobody_confirmed_is_superseded_by_the_next_run_and_cannot_be_confirmed() {
+    let clerk = FakeClerk::start().await;
+    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    seed(&mut app, 11).await;
+    // A run while the Backend API lists nobody (a wrong key) holds all 12 users.
+    let first = run_reconcile(&app, ADMIN_TOKEN).await;
+    // The key is fixed: Clerk knows every user again, and the next run finds nothing to delete.
+    for i in 1..=11 {
+        let id = format!("user_k{i}");
+        clerk.put_user(clerk_user(&id, &format!("{id}@example.com"), 10, 1));
+    }
+    clerk.put_user(clerk_user("user_admin", "user_admin@example.com", 10, 1));
+    let second = run_reconcile(&app, ADMIN_TOKEN).await;
+
+    let (_, report) = admin_call(
+        &app,
+        ADMIN_TOKEN,
+        reqwest::Method::GET,
+        "/admin/api/reconcile",
+    )
+    .await;
+    let held: Vec<(Value, Value)> = report["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["job_id"].clone(), r["held_deletions"].clone()))
+        .collect();
+    assert_eq!(
+        held,
+        [(json!(second), json!(0)), (json!(first), json!(0))],
+        "the old hold no longer waits: {report}"
+    );
+    let (s, body) = admin_call(
+        &app,
+        ADMIN_TOKEN,
+        reqwest::Method::POST,
+        &format!("/admin/api/reconcile/{first}/confirm"),
+    )
+    .await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    app.drain().await;
+    assert_eq!(live_users(&app).await, 12, "nobody is deleted");
+}

@@ -138,7 +138,9 @@ async fn confirm_deletions_inner(
             .await
             .map_err(db)?;
         return Err(if known {
-            ApiError::Conflict("this run holds no deletions waiting for confirmation")
+            ApiError::Conflict(
+                "this run holds no deletions waiting for confirmation (already confirmed, or superseded by a later run)",
+            )
         } else {
             ApiError::NotFound("no such reconcile run")
         });

@@ -211,7 +211,7 @@ async fn read_job(
         }
     }
     .await;
-    state.job_waiters.release(id, notify);
+    drop(notify);
     drop(slot);
     let status = waited?;
     let user: Option<UserView> = if status.state == JobState::Succeeded {
