@@ -106,10 +106,12 @@ impl SessionVerifier {
         }
     }
 
-    /// The token from `Authorization: Bearer …`, else from the `__session` cookie.
+    /// The token from `Authorization: Bearer …`, else (no `Authorization` header at all) from
+    /// the `__session` cookie. An `Authorization` header that is not a bearer token in text
+    /// yields none: never the cookie, which the cross-site check treats differently.
     pub fn token(headers: &HeaderMap) -> Option<String> {
-        if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
-            let (scheme, rest) = auth.split_once(' ')?;
+        if let Some(auth) = headers.get("authorization") {
+            let (scheme, rest) = auth.to_str().ok()?.split_once(' ')?;
             return scheme
                 .eq_ignore_ascii_case("bearer")
                 .then(|| rest.trim().to_owned());
@@ -324,6 +326,12 @@ mod tests {
         h.insert("authorization", "Bearer tok2".parse().unwrap());
         assert_eq!(SessionVerifier::token(&h).as_deref(), Some("tok2"));
         h.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(SessionVerifier::token(&h), None);
+        // Not text: still an Authorization header, so never the cookie beside it.
+        h.insert(
+            "authorization",
+            poem::http::HeaderValue::from_bytes(b"Bearer \xff").unwrap(),
+        );
         assert_eq!(SessionVerifier::token(&h), None);
     }
 }
