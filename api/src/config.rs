@@ -30,6 +30,9 @@ pub struct ApiConfig {
     pub wait_limits: crate::job_events::WaitLimits,
     /// `HTTP_HEADER_TIMEOUT_SECS` (default 10) and `HTTP_KEEP_ALIVE_SECS` (default 75).
     pub timeouts: crate::server::Timeouts,
+    /// `/readyz` answers `503 pool_saturated` once the routes' pool has been saturated this
+    /// long (fixed at [`jobs::telemetry::POOL_SATURATED_AFTER`]; tests lower it).
+    pub pool_saturated_after: std::time::Duration,
 }
 
 /// A whole number of seconds, at least 1.
@@ -83,6 +86,7 @@ impl ApiConfig {
             keep_alive: seconds(env, "HTTP_KEEP_ALIVE_SECS", default_timeouts.keep_alive)?,
         };
         Ok(Self {
+            pool_saturated_after: jobs::telemetry::POOL_SATURATED_AFTER,
             wait_limits: Default::default(),
             timeouts,
             session,
