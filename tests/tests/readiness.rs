@@ -33,7 +33,12 @@ async fn wait_for(url: &str, want: &str) -> serde_json::Value {
 
 /// The value of the sample of `name` for the pool `main`.
 async fn main_pool_gauge(metrics_url: &str, name: &str) -> f64 {
-    let text = reqwest::get(metrics_url).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     text.lines()
         .find(|l| l.starts_with(&format!("{name}{{")) && l.contains("pool=\"main\""))
         .and_then(|l| l.rsplit_once(' '))
@@ -89,15 +94,22 @@ async fn the_api_is_not_ready_while_its_pool_stays_saturated_and_recovers_after(
             .contains("every database connection"),
         "{body}"
     );
-    let saturated =
-        main_pool_gauge(&format!("{base}/metrics"), "authsync_db_pool_saturated_seconds").await;
+    let saturated = main_pool_gauge(
+        &format!("{base}/metrics"),
+        "authsync_db_pool_saturated_seconds",
+    )
+    .await;
     assert!(saturated >= 1.0, "saturated for {saturated} s");
 
     // Released: ready again, and the gauge is back to 0.
     drop(held);
     wait_for(&readyz, "ready").await;
     assert_eq!(
-        main_pool_gauge(&format!("{base}/metrics"), "authsync_db_pool_saturated_seconds").await,
+        main_pool_gauge(
+            &format!("{base}/metrics"),
+            "authsync_db_pool_saturated_seconds"
+        )
+        .await,
         0.0
     );
     let _ = stop.send(());

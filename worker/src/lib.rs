@@ -326,7 +326,10 @@ mod tests {
         let with = |pairs: &'static [(&'static str, &'static str)]| {
             WorkerConfig::from_env(&Env(move |k: &str| match k {
                 "DATABASE_URL" => Some("postgres://x".to_owned()),
-                k => pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()),
+                k => pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string()),
             }))
         };
         let cases: &[(&[(&str, &str)], u32)] = &[
@@ -339,8 +342,13 @@ mod tests {
             let got = with(pairs).unwrap().database.max_connections;
             assert_eq!(got, *want, "{pairs:?}");
         }
-        let e = with(&[("DATABASE_MAX_CONNECTIONS", "2")]).unwrap_err().to_string();
-        assert!(e.starts_with("DATABASE_MAX_CONNECTIONS is malformed"), "{e}");
+        let e = with(&[("DATABASE_MAX_CONNECTIONS", "2")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("DATABASE_MAX_CONNECTIONS is malformed"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! use for longer than the threshold) and `/metrics` (Prometheus text; queue, pool and process
 //! gauges read at scrape time). Its requests are counted like the api's.
 
-use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::http::StatusCode;
+use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::Data;
 use poem::{
     get, handler, Endpoint, EndpointExt, IntoResponse, PathPattern, Request, Response, Route,
