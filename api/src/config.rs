@@ -31,6 +31,9 @@ pub struct ApiConfig {
     /// `HTTP_HEADER_TIMEOUT_SECS` (default 10), `HTTP_KEEP_ALIVE_SECS` (default 75) and
     /// `HTTP_REQUEST_TIMEOUT_SECS` (default 30).
     pub timeouts: crate::server::Timeouts,
+    /// `/readyz` answers `503 pool_saturated` once the routes' pool has been saturated this
+    /// long (fixed at [`jobs::telemetry::POOL_SATURATED_AFTER`]; tests lower it).
+    pub pool_saturated_after: std::time::Duration,
 }
 
 /// A whole number of seconds, at least 1.
@@ -85,6 +88,7 @@ impl ApiConfig {
             request: seconds(env, "HTTP_REQUEST_TIMEOUT_SECS", default_timeouts.request)?,
         };
         Ok(Self {
+            pool_saturated_after: jobs::telemetry::POOL_SATURATED_AFTER,
             wait_limits: Default::default(),
             timeouts,
             session,

@@ -451,7 +451,8 @@ operator_responses!(ConfirmDeletionsResponses {
 enum HealthResponses {
     #[oai(status = 200)]
     Ok(Json<Status>),
-    /// The database is unreachable (`unavailable`) or not migrated (`not_migrated`).
+    /// The database is unreachable (`unavailable`) or not migrated (`not_migrated`), or every
+    /// connection of the routes' pool has been in use for over 10 s (`pool_saturated`).
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
 }
@@ -699,7 +700,7 @@ impl AuthsyncApi {
         routes::health::healthz().await.into()
     }
 
-    /// Readiness: the database answers and is migrated
+    /// Readiness: the database answers and is migrated, and the pool is not saturated
     #[oai(path = "/readyz", method = "get", tag = "Tag::Health")]
     async fn readyz(&self, state: Data<&AppState>) -> Documented<HealthResponses> {
         routes::health::readyz(&state).await.into()

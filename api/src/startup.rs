@@ -36,6 +36,10 @@ pub struct AppState {
     pub ip_filter: crate::ip_filter::IpFilter,
     /// `ADMIN_TOKEN` for the operator routes.
     pub admin_token: Option<secrecy::SecretString>,
+    /// Whether `pool` has been saturated, and for how long (`/readyz`).
+    pub pool_watch: jobs::telemetry::PoolWatch,
+    /// Saturated longer than this: `/readyz` answers 503.
+    pub pool_saturated_after: Duration,
 }
 
 /// The bound, ready-to-run api.
@@ -99,6 +103,19 @@ impl Application {
         }
         let port = listener.local_addr()?.port();
         jobs::telemetry::metrics();
+        let routes_pool = pool.options().get_max_connections();
+        // Intake's own connections, the long-poll LISTEN connection and the Notifier's.
+        let total = routes_pool + jobs::intake::INTAKE_CONNECTIONS + 1 + 1;
+        tracing::info!(
+            routes = routes_pool,
+            intake = jobs::intake::INTAKE_CONNECTIONS,
+            listen = 1,
+            notify = 1,
+            total,
+            "database connections: {routes_pool} for routes, {} for webhook intake, 1 LISTEN, 1 for wake-up NOTIFYs: at most {total} in all",
+            jobs::intake::INTAKE_CONNECTIONS
+        );
+        let pool_watch = jobs::telemetry::PoolWatch::spawn("main", pool.clone());
         let job_waiters = JobWaiters::new(config.wait_limits, &pool);
         job_waiters.spawn_listener(jobs::db::derived_pool(&pool, 1, "authsync-listener"));
         let intake_pool =
@@ -122,6 +139,8 @@ impl Application {
             setup: config.setup,
             ip_filter: config.ip_filter,
             admin_token: config.admin_token,
+            pool_watch,
+            pool_saturated_after: config.pool_saturated_after,
         };
         Ok(Self {
             port,

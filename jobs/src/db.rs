@@ -20,14 +20,34 @@ pub enum DbError {
     Sql(#[from] sqlx::Error),
 }
 
+/// How long an api request waits for one of the pool's connections before it fails (503):
+/// a client should hear "try again" quickly rather than hang.
+pub const API_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a job waits for one of the worker pool's connections. A worker runs more jobs at
+/// once than it has connections (many spend their time on Clerk or SMTP, not the database),
+/// so under a backlog jobs queue for a connection (sqlx serves waiters first come, first
+/// served). Waiting is not failing: with 5 s, jobs queued behind a few slow transactions
+/// would time out together, each burning an attempt and backing off, a failure storm that
+/// left the backlog where it was. Half the default job deadline ([`crate::queue::Job::DEADLINE`])
+/// leaves the job time to run once it has its connection.
+pub const WORKER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A lazily connecting pool: the process starts even while Postgres is down, and each
 /// request or job that needs a connection gets a clear, short-lived error instead of a hang.
+/// Acquires wait up to [`API_ACQUIRE_TIMEOUT`].
 pub fn pool(config: &DatabaseConfig) -> Result<PgPool, DbError> {
+    pool_waiting(config, API_ACQUIRE_TIMEOUT)
+}
+
+/// [`pool`] whose acquires wait up to `acquire_timeout` (the worker's:
+/// [`WORKER_ACQUIRE_TIMEOUT`]).
+pub fn pool_waiting(config: &DatabaseConfig, acquire_timeout: Duration) -> Result<PgPool, DbError> {
     let options =
         PgConnectOptions::from_str(config.url.expose_secret()).map_err(DbError::BadUrl)?;
     Ok(PgPoolOptions::new()
         .max_connections(config.max_connections)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(acquire_timeout)
         .connect_lazy_with(options.application_name("authsync")))
 }
 

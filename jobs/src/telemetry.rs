@@ -1,4 +1,6 @@
 //! One tracing set-up for both binaries: `RUST_LOG` filters, `LOG_FORMAT=json` for production.
+//! Also the Prometheus recorder and the gauges both binaries export, and [`PoolWatch`], which
+//! tells readiness checks when a pool has been saturated for long.
 
 use tracing_subscriber::{fmt, EnvFilter};
 
@@ -122,14 +124,21 @@ fn record_process_metrics() {
         .collect();
 }
 
+/// How long a scrape waits for the queue gauges' query.
+const QUEUE_GAUGES_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The Prometheus text of this process: queue gauges refreshed from `pool` first (a database
 /// hiccup only leaves them as they were), then the gauges of each named pool and the process'.
 pub async fn render_metrics(
     pool: &sqlx::PgPool,
     pools: &[(&'static str, &sqlx::PgPool)],
 ) -> String {
-    if let Err(e) = record_queue_gauges(pool).await {
-        tracing::warn!(error = %e, "queue gauges unavailable for this scrape");
+    // A saturated pool must not hang the scrape that reports it: the queue gauges keep their
+    // last values instead.
+    match tokio::time::timeout(QUEUE_GAUGES_WAIT, record_queue_gauges(pool)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "queue gauges unavailable for this scrape"),
+        Err(_) => tracing::warn!("queue gauges unavailable for this scrape: no connection in time"),
     }
     for (name, p) in pools {
         record_pool_gauges(name, p);
@@ -137,3 +146,67 @@ pub async fn render_metrics(
     record_process_metrics();
     metrics().render()
 }
+
+/// How often [`PoolWatch`] looks at its pool.
+const SATURATION_SAMPLE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Watches one pool for saturation: every connection open and in use, none idle, at every
+/// look (four a second). A busy but healthy pool hands a released connection to the next
+/// waiter or parks it idle often enough to break that run; a pool whose connections are all
+/// held by stuck statements or long transactions does not, and every other request or job
+/// then waits up to its acquire timeout. The run's length is exported as the gauge
+/// `authsync_db_pool_saturated_seconds{pool}` (0 while not saturated) and read by the
+/// readiness checks.
+#[derive(Clone)]
+pub struct PoolWatch {
+    since: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+}
+
+impl std::fmt::Debug for PoolWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PoolWatch")
+    }
+}
+
+impl PoolWatch {
+    /// Starts watching `pool` (inside the runtime); the task ends when the last clone of the
+    /// returned watch is dropped.
+    pub fn spawn(name: &'static str, pool: sqlx::PgPool) -> Self {
+        let since = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let weak = std::sync::Arc::downgrade(&since);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SATURATION_SAMPLE);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(since) = weak.upgrade() else {
+                    return;
+                };
+                let full = pool.size() >= pool.options().get_max_connections()
+                    && pool.num_idle() == 0
+                    && !pool.is_closed();
+                let mut since = since.lock().expect("pool watch lock");
+                *since = match (*since, full) {
+                    (_, false) => None,
+                    (None, true) => Some(std::time::Instant::now()),
+                    (started, true) => started,
+                };
+                let secs = since.map_or(0.0, |s| s.elapsed().as_secs_f64());
+                metrics::gauge!("authsync_db_pool_saturated_seconds", "pool" => name).set(secs);
+            }
+        });
+        Self { since }
+    }
+
+    /// How long the pool has been saturated without a break (zero when it is not).
+    pub fn saturated_for(&self) -> std::time::Duration {
+        self.since
+            .lock()
+            .expect("pool watch lock")
+            .map_or(std::time::Duration::ZERO, |s| s.elapsed())
+    }
+}
+
+/// Readiness threshold: a pool saturated longer than this makes `/readyz` answer
+/// `503 pool_saturated` (api and worker).
+pub const POOL_SATURATED_AFTER: std::time::Duration = std::time::Duration::from_secs(10);

@@ -181,6 +181,7 @@ impl TestApp {
             body_limit: api::config::DEFAULT_BODY_LIMIT,
             wait_limits: Default::default(),
             timeouts: Default::default(),
+            pool_saturated_after: jobs::telemetry::POOL_SATURATED_AFTER,
         };
         configure(&mut config);
         let pool = jobs::db::pool(&config.database).unwrap();

@@ -183,15 +183,29 @@ async fn a_worker_serves_health_and_metrics_on_its_own_port() {
             >= 1.0,
         "{text}"
     );
-    assert!(
+    // The default budget: a pool of 6 (README: connections per process), not saturated.
+    assert_eq!(
         sample(
             &text,
             "authsync_db_pool_max_connections",
             &[("pool", "main")]
-        )
-        .unwrap()
-            > 0.0
+        ),
+        Some(f64::from(worker::DEFAULT_POOL)),
+        "{text}"
     );
+    assert_eq!(
+        sample(
+            &text,
+            "authsync_db_pool_saturated_seconds",
+            &[("pool", "main")]
+        ),
+        Some(0.0),
+        "{text}"
+    );
+    let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
     assert!(sample(&text, "process_resident_memory_bytes", &[]).unwrap() > 0.0);
     assert!(sample(&text, "process_open_fds", &[]).unwrap() > 0.0);
 }

@@ -13,6 +13,12 @@ use lettre::message::Mailbox;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 
+/// The worker's pool when `DATABASE_MAX_CONNECTIONS` is unset.
+pub const DEFAULT_POOL: u32 = 6;
+
+/// Smallest pool the worker runs with: its LISTEN connection stays checked out of the pool.
+pub const MIN_POOL: u32 = 3;
+
 /// The worker's configuration.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -33,6 +39,9 @@ pub struct WorkerConfig {
     /// `RECONCILE_MAX_DELETIONS` (default 10) and `CLERK_JWKS_URL` (optional; the api reads it
     /// too): Reconcile's deletion guard and instance check.
     pub reconcile: jobs::reconcile::ReconcileSettings,
+    /// `/readyz` on the metrics port answers 503 once the pool has been saturated this long
+    /// (fixed at [`jobs::telemetry::POOL_SATURATED_AFTER`]; tests lower it).
+    pub pool_saturated_after: std::time::Duration,
 }
 
 /// When retention runs and what it keeps.
@@ -80,13 +89,23 @@ impl WorkerConfig {
                 });
             }
         }
-        // Room for one busy queue's jobs, the urgent lane, fetching, heartbeats and the
-        // listener. With several queues busy at once jobs may wait for a connection; on a
-        // small database host more concurrent statements only add contention (bench/run with
-        // a pool of 40 instead of 24 was no faster).
+        // A small fixed pool, not one sized from the concurrency: a worker may run up to
+        // `WORKER_CONCURRENCY` jobs per queue, but most of a job's time goes to Clerk or SMTP
+        // or to its own few milliseconds of SQL, so jobs share few connections well; they
+        // queue for one (`db::WORKER_ACQUIRE_TIMEOUT`) instead of failing. Keeping it small
+        // lets an api and 4 workers fit well inside a 60-connection database (README:
+        // connections per process); on a small database host more concurrent statements only
+        // add contention.
         if env.optional("DATABASE_MAX_CONNECTIONS").is_none() {
-            database.max_connections =
-                ((settings.concurrency + settings.urgent_concurrency) as u32 + 4).min(64);
+            database.max_connections = DEFAULT_POOL;
+        }
+        if database.max_connections < MIN_POOL {
+            return Err(ConfigError::Malformed {
+                name: "DATABASE_MAX_CONNECTIONS",
+                reason: format!(
+                    "the worker needs at least {MIN_POOL}: its LISTEN connection, claims and results, and one job"
+                ),
+            });
         }
         let from = |default: Option<&str>| -> Result<Mailbox, ConfigError> {
             let raw = match (env.optional("MAIL_FROM"), default) {
@@ -114,6 +133,7 @@ impl WorkerConfig {
             },
         };
         Ok(Self {
+            pool_saturated_after: jobs::telemetry::POOL_SATURATED_AFTER,
             personal_organizations: env.parsed("PERSONAL_ORGANIZATIONS", false)?,
             retention: RetentionConfig {
                 interval_secs: env.parsed("RETENTION_INTERVAL_SECS", 3600u64)?.max(1),
@@ -148,9 +168,25 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let pool = jobs::db::pool(&config.database)?;
+    let pool = jobs::db::pool_waiting(&config.database, jobs::db::WORKER_ACQUIRE_TIMEOUT)?;
+    let max = config.database.max_connections;
+    tracing::info!(
+        pool = max,
+        notify = 1,
+        total = max + 1,
+        concurrency = config.settings.concurrency,
+        urgent_concurrency = config.settings.urgent_concurrency,
+        "database connections: a pool of {max} (its LISTEN connection included) and 1 for wake-up NOTIFYs, at most {} in all",
+        max + 1
+    );
+    let watch = jobs::telemetry::PoolWatch::spawn("main", pool.clone());
     if let Some(port) = config.metrics_port {
-        metrics_server::spawn(([0, 0, 0, 0], port).into(), pool.clone()).await?;
+        let health = metrics_server::Health {
+            pool: pool.clone(),
+            watch,
+            saturated_after: config.pool_saturated_after,
+        };
+        metrics_server::spawn(([0, 0, 0, 0], port).into(), health).await?;
     }
     let mut ctx = JobContext::new(pool);
     ctx.reconcile = config.reconcile.clone();
@@ -283,6 +319,36 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("RECONCILE_MAX_DELETIONS is malformed"));
+    }
+
+    #[test]
+    fn the_pool_is_small_by_default_and_never_too_small() {
+        let with = |pairs: &'static [(&'static str, &'static str)]| {
+            WorkerConfig::from_env(&Env(move |k: &str| match k {
+                "DATABASE_URL" => Some("postgres://x".to_owned()),
+                k => pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string()),
+            }))
+        };
+        let cases: &[(&[(&str, &str)], u32)] = &[
+            (&[], DEFAULT_POOL),
+            (&[("WORKER_CONCURRENCY", "64")], DEFAULT_POOL),
+            (&[("DATABASE_MAX_CONNECTIONS", "40")], 40),
+            (&[("DATABASE_MAX_CONNECTIONS", "3")], 3),
+        ];
+        for (pairs, want) in cases {
+            let got = with(pairs).unwrap().database.max_connections;
+            assert_eq!(got, *want, "{pairs:?}");
+        }
+        let e = with(&[("DATABASE_MAX_CONNECTIONS", "2")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("DATABASE_MAX_CONNECTIONS is malformed"),
+            "{e}"
+        );
     }
 
     #[test]

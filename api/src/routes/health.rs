@@ -10,8 +10,22 @@ pub async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-/// The database answers and our migrations have been applied.
+/// The database answers, our migrations have been applied, and the routes' pool has not been
+/// saturated (every connection in use) for longer than the threshold. Saturation is checked
+/// first: a query through a saturated pool would only wait out the acquire timeout.
 pub async fn readyz(state: &AppState) -> Response {
+    let saturated = state.pool_watch.saturated_for();
+    if saturated > state.pool_saturated_after {
+        let message = format!(
+            "every database connection of the api has been in use for {} s",
+            saturated.as_secs()
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": {"code": "pool_saturated", "message": message}})),
+        )
+            .into_response();
+    }
     let ready = sqlx::query_scalar::<_, bool>(
         "SELECT to_regclass('public.webhook_events') IS NOT NULL AND to_regclass('apalis.jobs') IS NOT NULL",
     )

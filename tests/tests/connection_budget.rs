@@ -1,0 +1,147 @@
+//! The worker inside its connection budget: a pool far smaller than its concurrency. Jobs
+//! that find every connection busy wait for one instead of failing, and the urgent lane
+//! still gets through a webhook backlog with the default pool.
+
+use jobs::audit::Origin;
+use jobs::config::DatabaseConfig;
+use jobs::error::JobError;
+use jobs::queue::{self, Job, Registry, WorkerSettings};
+use jobs::JobContext;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tests::fake_clerk::FakeClerk;
+use tests::*;
+
+/// A worker's pool as the worker binary builds it, of `max` connections.
+fn worker_pool(url: &str, max: u32) -> sqlx::PgPool {
+    let config = DatabaseConfig {
+        url: url.to_owned().into(),
+        max_connections: max,
+    };
+    jobs::db::pool_waiting(&config, jobs::db::WORKER_ACQUIRE_TIMEOUT).unwrap()
+}
+
+/// Keeps its connection for a second, like a job whose transaction waits on a lock.
+/// One attempt only: a job that could not get a connection would be dead, not retried.
+#[derive(Serialize, Deserialize)]
+struct HoldsConnection {
+    origin: Origin,
+}
+
+impl Job for HoldsConnection {
+    const QUEUE: &'static str = "test.holds_connection";
+    const MAX_ATTEMPTS: u32 = 1;
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+    async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
+        let mut tx = ctx.begin().await?;
+        sqlx::query("SELECT pg_sleep(1)").execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn jobs_wait_for_a_connection_of_a_small_pool_instead_of_failing() {
+    // Arrange: 24 slow jobs; 16 may run at once, and the pool has 3 connections (one of them
+    // the LISTEN connection): the last of 16 waits about 8 s for its turn, longer than a request's
+    // acquire timeout (5 s).
+    let db = TestDb::new().await;
+    let ctx = JobContext::new(worker_pool(&db.url, 3));
+    {
+        let mut conn = db.pool.acquire().await.unwrap();
+        for _ in 0..24 {
+            let job = HoldsConnection {
+                origin: Origin::system(),
+            };
+            queue::enqueue_one(&mut conn, &job, None).await.unwrap();
+        }
+    }
+    let mut registry = Registry::default();
+    registry.register::<HoldsConnection>();
+
+    // Act
+    let worker = RunningWorker::start(
+        ctx,
+        registry,
+        WorkerSettings {
+            concurrency: 16,
+            ..Default::default()
+        },
+    );
+    wait_for_idle_queue(&db.pool, Duration::from_secs(90)).await;
+    worker.stop().await;
+
+    // Assert: every job succeeded at its first attempt.
+    let by_status: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM apalis.jobs GROUP BY 1 ORDER BY 1")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(by_status, vec![("Done".to_owned(), 24)]);
+}
+
+const ALICE: &str = "user_2abcFakeAlice0000000000001";
+
+#[tokio::test]
+async fn an_urgent_job_gets_a_connection_of_the_default_pool_under_a_webhook_backlog() {
+    // Arrange: 5,000 ProvisionUser jobs waiting, a worker with the default pool and
+    // concurrency.
+    let clerk = FakeClerk::start().await;
+    clerk.put_user(fixture_json("user.created")["data"].clone());
+    let app = TestApp::spawn_with_clerk(&clerk).await;
+    let template = match jobs::clerk::ClerkEvent::parse(&fixture("user.created"))
+        .unwrap()
+        .kind
+    {
+        jobs::clerk::EventKind::UserCreated(u) => u,
+        _ => unreachable!(),
+    };
+    let planned: Vec<jobs::planner::PlannedJob> = (0..5000)
+        .map(|i| {
+            let mut u = template.clone();
+            u.clerk_user_id = jobs::ids::ClerkUserId::parse(&format!("user_backlog{i}")).unwrap();
+            u.email = None;
+            jobs::planner::PlannedJob::ProvisionUser(jobs::provision_user::ProvisionUser {
+                user: u,
+                origin: Origin::system(),
+            })
+        })
+        .collect();
+    let mut conn = app.pool().acquire().await.unwrap();
+    queue::enqueue(&mut conn, &planned, None).await.unwrap();
+    drop(conn);
+    let mut ctx = JobContext::new(worker_pool(&app.db.url, worker::DEFAULT_POOL));
+    ctx.clerk = app.ctx.clerk.clone();
+    let worker = RunningWorker::start(ctx, queue::registry(), WorkerSettings::default());
+
+    // Act: the user asks, and waits for the answer.
+    let token = clerk.token(ALICE);
+    let started: serde_json::Value = app.sync(&token).await.json().await.unwrap();
+    let done: serde_json::Value = app
+        .job(&token, started["job_id"].as_str().unwrap(), Some(10_000))
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    // Assert: done while webhook jobs were still waiting.
+    let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE job_type = 'authsync.provision_user' AND status <> 'Done'")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert!(
+        backlog > 0,
+        "the backlog was gone before the urgent job ended"
+    );
+    worker.stop().await;
+    sqlx::query(
+        "DELETE FROM apalis.jobs WHERE job_type = 'authsync.provision_user' AND status <> 'Done'",
+    )
+    .execute(app.pool())
+    .await
+    .unwrap();
+    app.drain().await;
+}
