@@ -55,7 +55,7 @@ pub async fn record(
     details: Value,
 ) -> Result<(), sqlx::Error> {
     static SQL: LazyLock<String> = LazyLock::new(|| insert_sql(1));
-    bind(sqlx::query(SQL.as_str()), origin, action, subject, details)
+    bind(crate::db::query(SQL.as_str()), origin, action, subject, details)
         .execute(conn)
         .await?;
     Ok(())
