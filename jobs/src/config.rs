@@ -105,7 +105,10 @@ pub fn known_transaction_pooler(url: &str) -> bool {
     let (host, port) = host_port.rsplit_once(':').unwrap_or((host_port, "5432"));
     let host = host.to_ascii_lowercase();
     (host.ends_with(".pooler.supabase.com") && port == "6543")
-        || host.split('.').next().is_some_and(|l| l.ends_with("-pooler"))
+        || host
+            .split('.')
+            .next()
+            .is_some_and(|l| l.ends_with("-pooler"))
 }
 
 /// `SMTP_CA_FILE`: a PEM file of root certificates trusted for the SMTP server's TLS

@@ -108,9 +108,9 @@ pub fn pool(config: &DatabaseConfig) -> Result<PgPool, DbError> {
     let mut options =
         PgConnectOptions::from_str(config.url.expose_secret()).map_err(DbError::BadUrl)?;
     let direct = match &config.direct_url {
-        Some(url) if config.pooler => Some(
-            PgConnectOptions::from_str(url.expose_secret()).map_err(DbError::BadDirectUrl)?,
-        ),
+        Some(url) if config.pooler => {
+            Some(PgConnectOptions::from_str(url.expose_secret()).map_err(DbError::BadDirectUrl)?)
+        }
         _ => None,
     };
     if config.pooler {

@@ -117,7 +117,9 @@ impl Job for SendWelcomeEmail {
                         audit::insert_sql(3)
                     )
                 });
-                let query = crate::db::query(MARK_SENT.as_str()).bind(user_id).bind(KIND);
+                let query = crate::db::query(MARK_SENT.as_str())
+                    .bind(user_id)
+                    .bind(KIND);
                 audit::bind(
                     query,
                     &self.origin,

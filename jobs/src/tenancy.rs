@@ -131,11 +131,12 @@ pub async fn delete_org(
             match inserted {
                 Some(id) => Change::Tombstoned(id),
                 None => {
-                    let id =
-                        crate::db::query_scalar("SELECT id FROM organizations WHERE clerk_org_id = $1")
-                            .bind(oid.as_str())
-                            .fetch_one(&mut *conn)
-                            .await?;
+                    let id = crate::db::query_scalar(
+                        "SELECT id FROM organizations WHERE clerk_org_id = $1",
+                    )
+                    .bind(oid.as_str())
+                    .fetch_one(&mut *conn)
+                    .await?;
                     return Ok(Change::Unchanged(id));
                 }
             }

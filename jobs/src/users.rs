@@ -381,10 +381,11 @@ pub async fn soft_delete_user(
             match inserted {
                 Some(id) => DeleteOutcome::Tombstoned(id),
                 None => {
-                    let id = crate::db::query_scalar("SELECT id FROM users WHERE clerk_user_id = $1")
-                        .bind(cid.as_str())
-                        .fetch_one(&mut *conn)
-                        .await?;
+                    let id =
+                        crate::db::query_scalar("SELECT id FROM users WHERE clerk_user_id = $1")
+                            .bind(cid.as_str())
+                            .fetch_one(&mut *conn)
+                            .await?;
                     return Ok(DeleteOutcome::AlreadyDeleted(id));
                 }
             }

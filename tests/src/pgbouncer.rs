@@ -106,7 +106,11 @@ impl PgBouncer {
         self.child = Some(child);
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!(
                     "pgbouncer exited with {status}: {}",
                     fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()

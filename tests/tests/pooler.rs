@@ -75,7 +75,10 @@ fn mail_dir(db: &TestDb) -> String {
 async fn wait_until_up(address: &str) {
     let start = Instant::now();
     while reqwest::get(format!("{address}/healthz")).await.is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "api never came up");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "api never came up"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -246,8 +249,11 @@ async fn restart_during_intake(mode: Mode) {
     let mut p = Pooled::start(mode).await;
     let api = p.api(&[]).await;
     let address = api.address.clone();
-    let stream = tokio::spawn(async move { post_all(&address, 0..240).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stream = tokio::spawn(async move { post_all(&address, 0..400).await });
+    // Restart once intake is well under way (seen in the database), while it goes on.
+    while p.count("SELECT count(*) FROM webhook_events").await < 40 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let bouncer = &mut p.bouncer;
     tokio::task::block_in_place(|| bouncer.restart(Duration::from_millis(700)));
     let answers = stream.await.unwrap();
@@ -263,6 +269,11 @@ async fn restart_during_intake(mode: Mode) {
         );
     }
     assert!(!accepted.is_empty());
+    eprintln!(
+        "{} accepted, {} answered 503 around the restart",
+        accepted.len(),
+        answers.len() - accepted.len()
+    );
     let _worker = p.worker(&[]);
     wait_for_idle_queue(&p.db.pool, Duration::from_secs(60)).await;
     let processed: Vec<String> =
@@ -316,8 +327,14 @@ async fn migrate_through_a_transaction_pooler_needs_the_direct_url_and_says_so()
         c.close().await.unwrap();
     }
     for (env, case) in [
-        (vec![("DATABASE_POOLER", "transaction")], "flagged: refused up front"),
-        (vec![], "unflagged: the prepared-statement error is explained"),
+        (
+            vec![("DATABASE_POOLER", "transaction")],
+            "flagged: refused up front",
+        ),
+        (
+            vec![],
+            "unflagged: the prepared-statement error is explained",
+        ),
     ] {
         let (ok, stderr) = migrate(&url, &env);
         assert!(!ok, "{case}");

@@ -30,9 +30,7 @@ impl<'q, E: Execute<'q, Postgres>> Execute<'q, Postgres> for Unnamed<E> {
     fn statement(&self) -> Option<&PgStatement> {
         self.0.statement()
     }
-    fn take_arguments(
-        &mut self,
-    ) -> Result<Option<PgArguments>, sqlx::error::BoxDynError> {
+    fn take_arguments(&mut self) -> Result<Option<PgArguments>, sqlx::error::BoxDynError> {
         self.0.take_arguments()
     }
     fn persistent(&self) -> bool {

@@ -183,7 +183,9 @@ impl Rows {
 
     async fn insert(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         static SQL: LazyLock<String> = LazyLock::new(|| insert_jobs_sql(1));
-        self.bind(crate::db::query(SQL.as_str())).execute(conn).await?;
+        self.bind(crate::db::query(SQL.as_str()))
+            .execute(conn)
+            .await?;
         Ok(())
     }
 }

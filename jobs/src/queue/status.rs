@@ -86,9 +86,11 @@ pub async fn job_status(pool: &PgPool, id: &str) -> Result<Option<JobStatus>, sq
 
 /// Counts of jobs by queue and apalis status, for tests and operators.
 pub async fn counts(pool: &PgPool) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-    crate::db::query_as("SELECT job_type, status, count(*) FROM apalis.jobs GROUP BY 1, 2 ORDER BY 1, 2")
-        .fetch_all(crate::db::on(pool))
-        .await
+    crate::db::query_as(
+        "SELECT job_type, status, count(*) FROM apalis.jobs GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .fetch_all(crate::db::on(pool))
+    .await
 }
 
 #[cfg(test)]
