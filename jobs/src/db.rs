@@ -266,6 +266,51 @@ fn migration_behind_pooler(e: &sqlx::migrate::MigrateError) -> bool {
 mod tests {
     use super::*;
 
+    /// The pooler rule holds for every statement only if every call site goes through this
+    /// module's helpers: no statement built with `sqlx::query*` directly, and no pooled
+    /// connection used outside a transaction, anywhere in the three crates.
+    #[test]
+    fn every_statement_is_built_by_the_helpers_of_this_module() {
+        fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let path = e.unwrap().path();
+                if path.is_dir() {
+                    rust_files(&path, out);
+                } else if path.extension().is_some_and(|x| x == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        for krate in ["jobs/src", "api/src", "worker/src"] {
+            rust_files(&root.join(krate), &mut files);
+        }
+        let here = std::path::Path::new("jobs/src/db.rs");
+        let mut offenders = Vec::new();
+        for f in files.iter().filter(|f| !f.ends_with(here)) {
+            let text = std::fs::read_to_string(f).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let direct = ["sqlx::query(", "sqlx::query_as(", "sqlx::query_scalar("]
+                    .iter()
+                    .chain(&[
+                        "sqlx::query_as::<",
+                        "sqlx::query_scalar::<",
+                        ".acquire().await",
+                    ])
+                    .any(|p| line.contains(p));
+                if direct {
+                    offenders.push(format!("{}:{}: {}", f.display(), n + 1, line.trim()));
+                }
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "use jobs::db::{{query, query_as, query_scalar, on}}:\n{}",
+            offenders.join("\n")
+        );
+    }
+
     #[test]
     fn limits_are_set_locally_in_the_begin_statement() {
         assert_eq!(
