@@ -18,6 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
+/// How often open long-polls re-read their job when no LISTEN is possible (transaction pooler
+/// without `DATABASE_DIRECT_URL`): the extra latency a waiting user sees, at most.
+pub const POLL_WITHOUT_LISTEN: Duration = Duration::from_millis(500);
+
 /// How many long-polls may be open at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WaitLimits {
@@ -214,9 +218,21 @@ impl JobWaiters {
             .for_each(|n| n.notify_waiters());
     }
 
-    /// Runs the listener until the process ends.
+    /// Runs the listener until the process ends, over [`jobs::db::session_pool`]. Behind a
+    /// transaction pooler without `DATABASE_DIRECT_URL` there is no LISTEN: every open wait is
+    /// woken every [`POLL_WITHOUT_LISTEN`] to re-read its job instead.
     pub fn spawn_listener(&self, pool: PgPool) {
         let this = self.clone();
+        let Some(pool) = jobs::db::session_pool(&pool) else {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(POLL_WITHOUT_LISTEN);
+                loop {
+                    tick.tick().await;
+                    this.wake_all();
+                }
+            });
+            return;
+        };
         tokio::spawn(async move {
             loop {
                 let listener = match PgListener::connect_with(&pool).await {

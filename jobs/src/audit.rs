@@ -55,9 +55,15 @@ pub async fn record(
     details: Value,
 ) -> Result<(), sqlx::Error> {
     static SQL: LazyLock<String> = LazyLock::new(|| insert_sql(1));
-    bind(sqlx::query(SQL.as_str()), origin, action, subject, details)
-        .execute(conn)
-        .await?;
+    bind(
+        crate::db::query(SQL.as_str()),
+        origin,
+        action,
+        subject,
+        details,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

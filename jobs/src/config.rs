@@ -1,7 +1,7 @@
 //! Configuration pieces both binaries share, read from the environment once at start-up.
 //! Errors name the variable; secrets never appear in them.
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use std::str::FromStr;
 
 /// A missing or malformed variable, by name.
@@ -57,6 +57,11 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 pub struct DatabaseConfig {
     pub url: SecretString,
     pub max_connections: u32,
+    /// `DATABASE_DIRECT_URL`: a direct (or session-mode pooler) connection for migrations and
+    /// LISTEN, when `url` goes through a transaction pooler.
+    pub direct_url: Option<SecretString>,
+    /// `url` goes through a transaction-mode pooler: see [`crate::db`] for what changes.
+    pub pooler: bool,
 }
 
 impl DatabaseConfig {
@@ -69,11 +74,41 @@ impl DatabaseConfig {
                 reason: "must be at least 1".into(),
             });
         }
+        let direct_url = env.optional("DATABASE_DIRECT_URL").map(SecretString::from);
+        let pooler = match env.optional("DATABASE_POOLER").as_deref().map(str::trim) {
+            Some("transaction") => true,
+            Some("none") => false,
+            Some(_) => {
+                return Err(ConfigError::Malformed {
+                    name: "DATABASE_POOLER",
+                    reason: "expected `transaction` or `none`".into(),
+                })
+            }
+            None => direct_url.is_some() || known_transaction_pooler(url.expose_secret()),
+        };
         Ok(Self {
             url,
             max_connections,
+            direct_url,
+            pooler,
         })
     }
+}
+
+/// Whether `url` names a host known to be a transaction-mode pooler: Supabase's transaction
+/// pooler (`*.pooler.supabase.com:6543`; its port 5432 is the session pooler) or Neon's pooled
+/// endpoint (`*-pooler.*`).
+pub fn known_transaction_pooler(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = host_port.rsplit_once(':').unwrap_or((host_port, "5432"));
+    let host = host.to_ascii_lowercase();
+    (host.ends_with(".pooler.supabase.com") && port == "6543")
+        || host
+            .split('.')
+            .next()
+            .is_some_and(|l| l.ends_with("-pooler"))
 }
 
 /// `SMTP_CA_FILE`: a PEM file of root certificates trusted for the SMTP server's TLS
@@ -153,6 +188,58 @@ mod tests {
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pooler_mode_is_explicit_or_follows_the_direct_url_or_a_known_pooler_host() {
+        let plain = "postgres://u:p@db.example.com:5432/app";
+        for (pairs, want) in [
+            (vec![("DATABASE_URL", plain)], false),
+            (vec![("DATABASE_URL", plain), ("DATABASE_POOLER", "transaction")], true),
+            (vec![("DATABASE_URL", plain), ("DATABASE_DIRECT_URL", plain)], true),
+            (
+                vec![
+                    ("DATABASE_URL", plain),
+                    ("DATABASE_DIRECT_URL", plain),
+                    ("DATABASE_POOLER", "none"),
+                ],
+                false,
+            ),
+            (
+                vec![(
+                    "DATABASE_URL",
+                    "postgres://postgres.ref:pw@aws-0-eu-central-1.pooler.supabase.com:6543/postgres",
+                )],
+                true,
+            ),
+            (
+                vec![(
+                    "DATABASE_URL",
+                    "postgres://postgres.ref:pw@aws-0-eu-central-1.pooler.supabase.com:5432/postgres",
+                )],
+                false,
+            ),
+            (
+                vec![(
+                    "DATABASE_URL",
+                    "postgres://u:p@ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech/neondb?sslmode=require",
+                )],
+                true,
+            ),
+            (
+                vec![("DATABASE_URL", "postgres://u:p@ep-cool-darkness-123456.us-east-2.aws.neon.tech/neondb")],
+                false,
+            ),
+        ] {
+            let got = DatabaseConfig::from_env(&env(&pairs)).unwrap();
+            assert_eq!(got.pooler, want, "{pairs:?}");
+        }
+        let e = DatabaseConfig::from_env(&env(&[
+            ("DATABASE_URL", plain),
+            ("DATABASE_POOLER", "session"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().starts_with("DATABASE_POOLER is malformed"));
     }
 
     #[test]

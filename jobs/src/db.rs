@@ -1,17 +1,98 @@
 //! Connecting and migrating. `api migrate` is the only caller of [`migrate`].
+//!
+//! **Transaction-pooler mode** (`DATABASE_POOLER=transaction`, or `DATABASE_DIRECT_URL` set,
+//! or a known pooler host; see [`DatabaseConfig`]): PgBouncer, Supavisor or Neon hand each
+//! *transaction* to any server connection, so nothing may outlive one. Then every statement
+//! is sent unnamed (never a named prepared statement, which would stay on one server
+//! connection: "prepared statement sqlx_s_1 already exists / does not exist") and inside an
+//! explicit transaction (sqlx sends Parse/Describe/Sync and waits before Bind/Execute: outside
+//! a transaction the pooler may hand the Bind to another server connection). Every call site
+//! keeps the rule by building its statements with [`query`], [`query_as`] or [`query_scalar`]
+//! and running those outside a transaction on [`on`]`(pool)`. LISTEN, migrations (session
+//! advisory lock) and session `SET`s go to [`session_pool`] (`DATABASE_DIRECT_URL`), or do not
+//! happen. In direct mode the same helpers cost nothing: statements stay cached and prepared.
+
+mod autocommit;
+
+pub use autocommit::{on, Autocommit};
 
 use crate::config::DatabaseConfig;
 use secrecy::ExposeSecret;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::query::{Query, QueryAs, QueryScalar};
+use sqlx::{FromRow, PgPool, Postgres, SqlSafeStr, Transaction};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// The one line `api migrate` stops with when it would run through a transaction pooler.
+pub const MIGRATE_NEEDS_DIRECT_URL: &str = "migrations cannot run through a transaction pooler \
+     (DATABASE_URL): set DATABASE_DIRECT_URL to a direct or session-mode connection string";
+
+/// Process-wide: the main pool goes through a transaction pooler.
+static POOLER: AtomicBool = AtomicBool::new(false);
+/// Process-wide: `DATABASE_DIRECT_URL`'s options in pooler mode.
+static DIRECT: Mutex<Option<PgConnectOptions>> = Mutex::new(None);
+
+/// Whether this process runs in transaction-pooler mode (set by [`pool`]).
+pub fn pooler() -> bool {
+    POOLER.load(Ordering::Relaxed)
+}
+
+/// A statement of ours: prepared and cached per connection in direct mode, sent unnamed in
+/// pooler mode. Use it (never `sqlx::query`) for every statement.
+pub fn query<'q>(sql: impl SqlSafeStr) -> Query<'q, Postgres, PgArguments> {
+    sqlx::query(sql).persistent(!pooler())
+}
+
+/// [`query`] whose rows become `O`.
+pub fn query_as<'q, O>(sql: impl SqlSafeStr) -> QueryAs<'q, Postgres, O, PgArguments>
+where
+    O: for<'r> FromRow<'r, PgRow>,
+{
+    sqlx::query_as(sql).persistent(!pooler())
+}
+
+/// [`query`] whose rows are one value each.
+pub fn query_scalar<'q, O>(sql: impl SqlSafeStr) -> QueryScalar<'q, Postgres, O, PgArguments>
+where
+    (O,): for<'r> FromRow<'r, PgRow>,
+{
+    sqlx::query_scalar(sql).persistent(!pooler())
+}
+
+/// A pool for session-scoped work (LISTEN, session settings) beside `main`: `main` itself in
+/// direct mode; in pooler mode a small lazy pool over `DATABASE_DIRECT_URL` (with `main`'s
+/// application name), or `None` without one (then: poll instead).
+pub fn session_pool(main: &PgPool) -> Option<PgPool> {
+    if !pooler() {
+        return Some(main.clone());
+    }
+    let direct = DIRECT.lock().expect("direct options").clone()?;
+    let name = main
+        .connect_options()
+        .get_application_name()
+        .unwrap_or("authsync")
+        .to_owned();
+    Some(
+        PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(direct.application_name(&name)),
+    )
+}
 
 /// Why the database could not be reached or prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("DATABASE_URL is not a valid Postgres URL")]
     BadUrl(#[source] sqlx::Error),
+    #[error("DATABASE_DIRECT_URL is not a valid Postgres URL")]
+    BadDirectUrl(#[source] sqlx::Error),
+    /// [`MIGRATE_NEEDS_DIRECT_URL`].
+    #[error("{MIGRATE_NEEDS_DIRECT_URL}")]
+    MigrateNeedsDirectUrl,
     #[error("applying the app's migrations failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("applying the job queue's migrations failed")]
@@ -35,7 +116,7 @@ pub const WORKER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A lazily connecting pool: the process starts even while Postgres is down, and each
 /// request or job that needs a connection gets a clear, short-lived error instead of a hang.
-/// Acquires wait up to [`API_ACQUIRE_TIMEOUT`].
+/// Acquires wait up to [`API_ACQUIRE_TIMEOUT`]. Also sets the process' pooler mode from `config`.
 pub fn pool(config: &DatabaseConfig) -> Result<PgPool, DbError> {
     pool_waiting(config, API_ACQUIRE_TIMEOUT)
 }
@@ -43,8 +124,20 @@ pub fn pool(config: &DatabaseConfig) -> Result<PgPool, DbError> {
 /// [`pool`] whose acquires wait up to `acquire_timeout` (the worker's:
 /// [`WORKER_ACQUIRE_TIMEOUT`]).
 pub fn pool_waiting(config: &DatabaseConfig, acquire_timeout: Duration) -> Result<PgPool, DbError> {
-    let options =
+    let mut options =
         PgConnectOptions::from_str(config.url.expose_secret()).map_err(DbError::BadUrl)?;
+    let direct = match &config.direct_url {
+        Some(url) if config.pooler => {
+            Some(PgConnectOptions::from_str(url.expose_secret()).map_err(DbError::BadDirectUrl)?)
+        }
+        _ => None,
+    };
+    if config.pooler {
+        // Nothing of ours is persistent then; this keeps sqlx from caching anything either.
+        options = options.statement_cache_capacity(0);
+    }
+    POOLER.store(config.pooler, Ordering::Relaxed);
+    *DIRECT.lock().expect("direct options") = direct;
     Ok(PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(acquire_timeout)
@@ -145,17 +238,97 @@ pub fn app_migrator() -> sqlx::migrate::Migrator {
 /// Applies our migrations (history in `public._sqlx_migrations`) and apalis-postgres' own
 /// (history in `apalis._sqlx_migrations`: the two never see each other's versions), then the
 /// queue adjustments that must follow apalis' schema. Safe to run twice.
+///
+/// Both migrators hold a session advisory lock and use named prepared statements, so they
+/// need a session of their own: in pooler mode they run over `DATABASE_DIRECT_URL` and are
+/// refused up front without it; through an unflagged pooler, the prepared-statement errors
+/// they run into become the same refusal.
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    let Some(pool) = session_pool(pool) else {
+        return Err(DbError::MigrateNeedsDirectUrl);
+    };
+    let pool = &pool;
     apalis_postgres::PostgresStorage::setup(pool)
         .await
-        .map_err(DbError::QueueSetup)?;
-    app_migrator().run(pool).await.map_err(DbError::Migrate)?;
+        .map_err(|e| match e {
+            apalis_postgres::Error::Database(e) if behind_transaction_pooler(&e) => {
+                DbError::MigrateNeedsDirectUrl
+            }
+            e => DbError::QueueSetup(e),
+        })?;
+    app_migrator().run(pool).await.map_err(|e| {
+        if migration_behind_pooler(&e) {
+            DbError::MigrateNeedsDirectUrl
+        } else {
+            DbError::Migrate(e)
+        }
+    })?;
     Ok(())
+}
+
+/// A named prepared statement that already exists (42P05) or is gone (26000): the session
+/// changed under us, as behind a transaction pooler.
+pub fn behind_transaction_pooler(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("42P05" | "26000")),
+        sqlx::Error::Migrate(m) => migration_behind_pooler(m),
+        _ => false,
+    }
+}
+
+fn migration_behind_pooler(e: &sqlx::migrate::MigrateError) -> bool {
+    use sqlx::migrate::MigrateError::{Execute, ExecuteMigration};
+    matches!(e, Execute(e) | ExecuteMigration(e, _) if behind_transaction_pooler(e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pooler rule holds for every statement only if every call site goes through this
+    /// module's helpers: no statement built with `sqlx::query*` directly, and no pooled
+    /// connection used outside a transaction, anywhere in the three crates.
+    #[test]
+    fn every_statement_is_built_by_the_helpers_of_this_module() {
+        fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let path = e.unwrap().path();
+                if path.is_dir() {
+                    rust_files(&path, out);
+                } else if path.extension().is_some_and(|x| x == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        for krate in ["jobs/src", "api/src", "worker/src"] {
+            rust_files(&root.join(krate), &mut files);
+        }
+        let here = std::path::Path::new("jobs/src/db.rs");
+        let mut offenders = Vec::new();
+        for f in files.iter().filter(|f| !f.ends_with(here)) {
+            let text = std::fs::read_to_string(f).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let direct = ["sqlx::query(", "sqlx::query_as(", "sqlx::query_scalar("]
+                    .iter()
+                    .chain(&[
+                        "sqlx::query_as::<",
+                        "sqlx::query_scalar::<",
+                        ".acquire().await",
+                    ])
+                    .any(|p| line.contains(p));
+                if direct {
+                    offenders.push(format!("{}:{}: {}", f.display(), n + 1, line.trim()));
+                }
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "use jobs::db::{{query, query_as, query_scalar, on}}:\n{}",
+            offenders.join("\n")
+        );
+    }
 
     #[test]
     fn limits_are_set_locally_in_the_begin_statement() {

@@ -10,7 +10,7 @@ pub async fn hold(
     ids: &[String],
     deleted_at_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    crate::db::query(
         "INSERT INTO reconcile_held_deletions (job_id, clerk_user_id, deleted_at_ms) \
          SELECT $1, id, $3 FROM unnest($2::text[]) AS id ON CONFLICT DO NOTHING",
     )
@@ -43,7 +43,7 @@ pub async fn confirm(
     job_id: &str,
     by: &str,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as(
+    crate::db::query_as(
         "UPDATE reconcile_held_deletions SET confirmed_at = now(), confirmed_by = $2 \
          WHERE job_id = $1 AND confirmed_at IS NULL AND superseded_by IS NULL RETURNING clerk_user_id, deleted_at_ms",
     )
@@ -60,7 +60,7 @@ pub async fn is_run(
     job_id: &str,
     queue: &str,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
+    crate::db::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM reconcile_held_deletions WHERE job_id = $1) \
              OR EXISTS (SELECT 1 FROM audit_log WHERE action = 'reconcile.run' AND subject = 'system' AND details ->> 'job_id' = $1) \
              OR EXISTS (SELECT 1 FROM apalis.jobs WHERE id = $1 AND job_type = $2)",
@@ -78,7 +78,7 @@ pub async fn counts(
     pool: &PgPool,
     job_ids: &[String],
 ) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
-    sqlx::query_as(
+    crate::db::query_as(
         "SELECT h.job_id, \
                 count(*) FILTER (WHERE h.confirmed_at IS NULL AND h.superseded_by IS NULL AND u.deleted_at IS NULL AND u.id IS NOT NULL), \
                 count(*) FILTER (WHERE h.confirmed_at IS NOT NULL) \
@@ -86,6 +86,6 @@ pub async fn counts(
          WHERE h.job_id = ANY($1) GROUP BY h.job_id",
     )
     .bind(job_ids)
-    .fetch_all(pool)
+    .fetch_all(crate::db::on(pool))
     .await
 }

@@ -121,13 +121,13 @@ async fn store(pool: &PgPool, deliveries: &[&Delivery]) -> Result<Vec<String>, s
         })
         .collect();
     let pending: Vec<i32> = deliveries.iter().map(|d| d.queues.len() as i32).collect();
-    let query = sqlx::query(SQL.as_str())
+    let query = crate::db::query(SQL.as_str())
         .bind(svix_ids)
         .bind(types)
         .bind(bodies)
         .bind(statuses)
         .bind(pending);
-    let stored = rows.bind(query).fetch_all(pool).await?;
+    let stored = rows.bind(query).fetch_all(crate::db::on(pool)).await?;
     Ok(stored.iter().map(|r| r.get(0)).collect())
 }
 
@@ -408,7 +408,7 @@ pub async fn reject(
         .filter(|&c| c != '\0')
         .take(200)
         .collect::<String>();
-    let r = sqlx::query(
+    let r = crate::db::query(
         "INSERT INTO webhook_events (svix_id, event_type, payload, status, last_error, processed_at) \
          VALUES ($1, $2, $3, 'rejected', $4, now()) ON CONFLICT (svix_id) DO NOTHING",
     )
@@ -416,7 +416,7 @@ pub async fn reject(
     .bind(event_type)
     .bind(payload)
     .bind(reason)
-    .execute(pool)
+    .execute(crate::db::on(pool))
     .await?;
     Ok(r.rows_affected() == 1)
 }

@@ -71,7 +71,7 @@ pub async fn take(conn: &mut PgConnection, locks: &[(Key<'_>, Mode)]) -> Result<
     sorted.sort_by_key(|(key, _)| *key);
     let keys: Vec<String> = sorted.iter().map(|(k, _)| k.text()).collect();
     let shared: Vec<bool> = sorted.iter().map(|(_, m)| *m == Mode::Shared).collect();
-    sqlx::query(
+    crate::db::query(
         "SELECT CASE WHEN s THEN pg_advisory_xact_lock_shared(hashtextextended(k, 0)) \
                      ELSE pg_advisory_xact_lock(hashtextextended(k, 0)) END \
          FROM (SELECT k, s FROM unnest($1::text[], $2::bool[]) WITH ORDINALITY AS t(k, s, n) \

@@ -49,7 +49,7 @@ pub async fn apply(
     } = users::upsert_user(&mut tx, snap, origin).await?;
     if ctx.clerk.is_some() && !matches!(outcome, UpsertOutcome::Stale(_)) {
         let (live, role): (bool, String) =
-            sqlx::query_as("SELECT deleted_at IS NULL, role FROM users WHERE id = $1")
+            crate::db::query_as("SELECT deleted_at IS NULL, role FROM users WHERE id = $1")
                 .bind(outcome.user_id())
                 .fetch_one(&mut *tx)
                 .await?;

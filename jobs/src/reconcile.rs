@@ -147,14 +147,15 @@ impl Job for Reconcile {
         // Operators confirm held deletions by the run's job id; a direct call gets its own id.
         let run_id = queue::current_job_id().unwrap_or_else(|| ulid::Ulid::generate().to_string());
         if let Some(mismatch) = check_instance(clerk.as_ref(), &ctx.reconcile).await? {
-            let mut conn = ctx.pool.acquire().await?;
+            let mut tx = ctx.pool.begin().await?;
             let details = json!({"job_id": run_id, "error": {"code": INSTANCE_MISMATCH, "message": mismatch.to_string()}});
-            audit::record(&mut conn, &self.origin, "reconcile.run", "system", details).await?;
+            audit::record(&mut tx, &self.origin, "reconcile.run", "system", details).await?;
+            tx.commit().await?;
             tracing::error!(error = %mismatch, "reconcile refused");
             return Err(JobError::Fatal(mismatch.into()));
         }
-        let started: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
-            .fetch_one(&ctx.pool)
+        let started: chrono::DateTime<chrono::Utc> = crate::db::query_scalar("SELECT now()")
+            .fetch_one(crate::db::on(&ctx.pool))
             .await?;
         let mut counts = Counts::default();
         let mut seen = HashSet::new();
@@ -170,11 +171,11 @@ impl Job for Reconcile {
                     continue;
                 };
                 seen.insert(snap.clerk_user_id.as_str().to_owned());
-                let stored: Option<Option<i64>> = sqlx::query_scalar(
+                let stored: Option<Option<i64>> = crate::db::query_scalar(
                     "SELECT clerk_updated_at FROM users WHERE clerk_user_id = $1",
                 )
                 .bind(snap.clerk_user_id.as_str())
-                .fetch_optional(&ctx.pool)
+                .fetch_optional(crate::db::on(&ctx.pool))
                 .await?;
                 match stored {
                     None => counts.created += 1,
@@ -187,8 +188,9 @@ impl Job for Reconcile {
                 }));
             }
             if !jobs.is_empty() {
-                let mut conn = ctx.pool.acquire().await?;
-                queue::enqueue(&mut conn, &jobs, None).await.retryable()?;
+                let mut tx = ctx.pool.begin().await?;
+                queue::enqueue(&mut tx, &jobs, None).await.retryable()?;
+                tx.commit().await?;
                 ctx.notifier.wake(ProvisionUser::QUEUE);
             }
             if n < self.page_size {
@@ -198,11 +200,11 @@ impl Job for Reconcile {
             tokio::time::sleep(PACE).await;
         }
         // Live rows Clerk did not list: gone, unless created while we paged (confirmed below).
-        let candidates: Vec<String> = sqlx::query_scalar(
+        let candidates: Vec<String> = crate::db::query_scalar(
             "SELECT clerk_user_id FROM users WHERE deleted_at IS NULL AND clerk_user_id IS NOT NULL AND updated_at < $1",
         )
         .bind(started)
-        .fetch_all(&ctx.pool)
+        .fetch_all(crate::db::on(&ctx.pool))
         .await?;
         let unseen: Vec<ClerkUserId> = candidates
             .into_iter()

@@ -48,8 +48,11 @@ impl Job for Retention {
 
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
         let d = run(ctx, &self).await?;
-        let mut conn = ctx.pool.acquire().await?;
-        audit::record(&mut conn, &self.origin, "retention.run", "system", json!(d)).await?;
+        // A transaction of its own: one statement, but behind a transaction pooler every
+        // statement must be in one (crate::db).
+        let mut tx = ctx.pool.begin().await?;
+        audit::record(&mut tx, &self.origin, "retention.run", "system", json!(d)).await?;
+        tx.commit().await?;
         tracing::info!(
             jobs = d.jobs,
             events = d.events,
@@ -64,7 +67,7 @@ async fn batched(ctx: &JobContext, sql: &'static str, age: i64) -> Result<u64, s
     let mut total = 0;
     loop {
         let mut tx = ctx.begin().await?;
-        let n = sqlx::query(sql)
+        let n = crate::db::query(sql)
             .bind(age)
             .bind(BATCH)
             .execute(&mut *tx)
@@ -96,7 +99,7 @@ pub async fn run(ctx: &JobContext, r: &Retention) -> Result<Deleted, sqlx::Error
     .await?;
     // Workers silent for a day with no job locked by them (apalis.jobs.lock_by references them).
     let mut tx = ctx.begin().await?;
-    let workers = sqlx::query(
+    let workers = crate::db::query(
         "DELETE FROM apalis.workers w WHERE w.last_seen < now() - interval '1 day' \
          AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.lock_by = w.id)",
     )

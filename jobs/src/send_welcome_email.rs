@@ -63,7 +63,7 @@ impl Job for SendWelcomeEmail {
         // The recipient and the claim (or the take-over of an expired claim) in one statement,
         // committed before sending. No row: deleted, or no verified address any more: nothing
         // to send now (the update that verifies an address enqueues this job again).
-        let row: Option<(uuid::Uuid, String, Option<String>, Option<i32>)> = sqlx::query_as(
+        let row: Option<(uuid::Uuid, String, Option<String>, Option<i32>)> = crate::db::query_as(
             "WITH u AS (SELECT id, email, first_name FROM users \
                         WHERE clerk_user_id = $1 AND deleted_at IS NULL AND email IS NOT NULL \
                           AND email_verified), \
@@ -79,13 +79,13 @@ impl Job for SendWelcomeEmail {
         .bind(self.clerk_user_id.as_str())
         .bind(KIND)
         .bind(LEASE.as_secs_f64())
-        .fetch_optional(&ctx.pool)
+        .fetch_optional(crate::db::on(&ctx.pool))
         .await?;
         let Some((user_id, email, first_name, claimed)) = row else {
             return Ok(());
         };
         if claimed.is_none() {
-            let (sent, lease_left): (bool, f64) = sqlx::query_as(
+            let (sent, lease_left): (bool, f64) = crate::db::query_as(
                 "SELECT status = 'sent', \
                  GREATEST(extract(epoch from claimed_at + make_interval(secs => $3) - now()), 0)::float8 \
                  FROM sent_emails WHERE user_id = $1 AND kind = $2",
@@ -93,7 +93,7 @@ impl Job for SendWelcomeEmail {
             .bind(user_id)
             .bind(KIND)
             .bind(LEASE.as_secs_f64())
-            .fetch_one(&ctx.pool)
+            .fetch_one(crate::db::on(&ctx.pool))
             .await?;
             if sent {
                 return Ok(()); // already done
@@ -117,7 +117,9 @@ impl Job for SendWelcomeEmail {
                         audit::insert_sql(3)
                     )
                 });
-                let query = sqlx::query(MARK_SENT.as_str()).bind(user_id).bind(KIND);
+                let query = crate::db::query(MARK_SENT.as_str())
+                    .bind(user_id)
+                    .bind(KIND);
                 audit::bind(
                     query,
                     &self.origin,
@@ -125,17 +127,17 @@ impl Job for SendWelcomeEmail {
                     self.clerk_user_id.as_str(),
                     json!({"kind": KIND}),
                 )
-                .execute(&ctx.pool)
+                .execute(crate::db::on(&ctx.pool))
                 .await?;
                 tracing::info!(clerk_user_id = %self.clerk_user_id, "welcome email sent");
                 Ok(())
             }
             Err(e) => {
                 // Release the claim so the retry can send at once.
-                sqlx::query("UPDATE sent_emails SET claimed_at = NULL WHERE user_id = $1 AND kind = $2 AND status = 'sending'")
+                crate::db::query("UPDATE sent_emails SET claimed_at = NULL WHERE user_id = $1 AND kind = $2 AND status = 'sending'")
                     .bind(user_id)
                     .bind(KIND)
-                    .execute(&ctx.pool)
+                    .execute(crate::db::on(&ctx.pool))
                     .await?;
                 match e {
                     MailError::Transient(_) => Err(e).retryable(),

@@ -27,11 +27,11 @@ impl Job for SyncMetadata {
 
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
         let clerk = ctx.clerk_api()?;
-        let ours: Option<(uuid::Uuid, String)> = sqlx::query_as(
+        let ours: Option<(uuid::Uuid, String)> = crate::db::query_as(
             "SELECT id, role FROM users WHERE clerk_user_id = $1 AND deleted_at IS NULL",
         )
         .bind(self.clerk_user_id.as_str())
-        .fetch_optional(&ctx.pool)
+        .fetch_optional(crate::db::on(&ctx.pool))
         .await?;
         let Some((db_id, role)) = ours else {
             return Ok(()); // deleted meanwhile: nothing to write back
@@ -53,15 +53,17 @@ impl Job for SyncMetadata {
         {
             return Ok(());
         }
-        let mut conn = ctx.pool.acquire().await?;
+        // In a transaction, as every statement behind a transaction pooler (crate::db).
+        let mut tx = ctx.pool.begin().await?;
         audit::record(
-            &mut conn,
+            &mut tx,
             &self.origin,
             "user.metadata_synced",
             self.clerk_user_id.as_str(),
             json!({"role": role}),
         )
         .await?;
+        tx.commit().await?;
         tracing::info!(clerk_user_id = %self.clerk_user_id, "metadata written back to Clerk");
         Ok(())
     }

@@ -47,7 +47,7 @@ pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
 /// Sets the queue gauges from `apalis.jobs`: depth by queue and state, and the age of the
 /// oldest due job by queue. Called when metrics are scraped.
 pub async fn record_queue_gauges(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
-    let rows: Vec<(String, String, i64, Option<f64>)> = sqlx::query_as(
+    let rows: Vec<(String, String, i64, Option<f64>)> = crate::db::query_as(
         "SELECT job_type, \
            CASE WHEN status = 'Failed' AND attempts >= max_attempts THEN 'dead' \
                 WHEN status = 'Failed' THEN 'retrying' ELSE lower(status) END AS state, \
@@ -55,7 +55,7 @@ pub async fn record_queue_gauges(pool: &sqlx::PgPool) -> Result<(), sqlx::Error>
            extract(epoch from now() - min(run_at) FILTER (WHERE status IN ('Pending', 'Failed') AND run_at <= now()))::float8 \
          FROM apalis.jobs WHERE status <> 'Done' GROUP BY 1, 2",
     )
-    .fetch_all(pool)
+    .fetch_all(crate::db::on(pool))
     .await?;
     // States that emptied since the last scrape must read 0, not their old value.
     for queue in crate::queue::registry().queues() {

@@ -42,7 +42,7 @@ pub async fn upsert_org(
     lock_org(conn, oid).await?;
     type Stored = (Uuid, Option<i64>, Option<String>, Option<String>);
     let existing: Option<Stored> =
-        sqlx::query_as("SELECT id, clerk_updated_at, name, slug FROM organizations WHERE clerk_org_id = $1 FOR UPDATE")
+        crate::db::query_as("SELECT id, clerk_updated_at, name, slug FROM organizations WHERE clerk_org_id = $1 FOR UPDATE")
             .bind(oid)
             .fetch_optional(&mut *conn)
             .await?;
@@ -51,7 +51,7 @@ pub async fn upsert_org(
             return Ok(Change::Unchanged(*id));
         }
     }
-    let id: Uuid = sqlx::query_scalar(
+    let id: Uuid = crate::db::query_scalar(
         "INSERT INTO organizations (clerk_org_id, name, slug, image_url, created_by, public_metadata, clerk_updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (clerk_org_id) DO UPDATE SET name = EXCLUDED.name, slug = EXCLUDED.slug, \
@@ -70,7 +70,7 @@ pub async fn upsert_org(
     .await?;
     // Rows in id order, as every writer of several memberships locks them: a user attaching
     // the same rows at once then waits instead of deadlocking.
-    sqlx::query(
+    crate::db::query(
         "UPDATE memberships SET organization_id = $1 WHERE id IN (SELECT id FROM memberships \
          WHERE clerk_org_id = $2 AND organization_id IS NULL ORDER BY id FOR UPDATE)",
     )
@@ -109,7 +109,7 @@ pub async fn delete_org(
     origin: &Origin,
 ) -> Result<Change, sqlx::Error> {
     lock_org(conn, oid.as_str()).await?;
-    let deleted: Option<Uuid> = sqlx::query_scalar(
+    let deleted: Option<Uuid> = crate::db::query_scalar(
         "UPDATE organizations SET deleted_at = to_timestamp($2::float8 / 1000), updated_at = now() \
          WHERE clerk_org_id = $1 AND deleted_at IS NULL RETURNING id",
     )
@@ -120,7 +120,7 @@ pub async fn delete_org(
     let change = match deleted {
         Some(id) => Change::Deleted(id),
         None => {
-            let inserted: Option<Uuid> = sqlx::query_scalar(
+            let inserted: Option<Uuid> = crate::db::query_scalar(
                 "INSERT INTO organizations (clerk_org_id, deleted_at) VALUES ($1, to_timestamp($2::float8 / 1000)) \
                  ON CONFLICT (clerk_org_id) DO NOTHING RETURNING id",
             )
@@ -131,17 +131,18 @@ pub async fn delete_org(
             match inserted {
                 Some(id) => Change::Tombstoned(id),
                 None => {
-                    let id =
-                        sqlx::query_scalar("SELECT id FROM organizations WHERE clerk_org_id = $1")
-                            .bind(oid.as_str())
-                            .fetch_one(&mut *conn)
-                            .await?;
+                    let id = crate::db::query_scalar(
+                        "SELECT id FROM organizations WHERE clerk_org_id = $1",
+                    )
+                    .bind(oid.as_str())
+                    .fetch_one(&mut *conn)
+                    .await?;
                     return Ok(Change::Unchanged(id));
                 }
             }
         }
     };
-    let ended: Vec<(String, String, String)> = sqlx::query_as(
+    let ended: Vec<(String, String, String)> = crate::db::query_as(
         "UPDATE memberships SET deleted_at = to_timestamp($2::float8 / 1000), updated_at = now() \
          WHERE id IN (SELECT id FROM memberships WHERE clerk_org_id = $1 AND deleted_at IS NULL \
                       ORDER BY id FOR UPDATE) \
@@ -185,7 +186,7 @@ pub async fn upsert_membership(
         ],
     )
     .await?;
-    let existing: Option<(Uuid, String, Option<i64>, bool)> = sqlx::query_as(
+    let existing: Option<(Uuid, String, Option<i64>, bool)> = crate::db::query_as(
         "SELECT id, role, clerk_updated_at, deleted_at IS NOT NULL FROM memberships WHERE clerk_membership_id = $1 FOR UPDATE",
     )
     .bind(mid)
@@ -201,7 +202,7 @@ pub async fn upsert_membership(
         ));
     }
     // Ended by its own delete (at the delete's version) or by its organization's deletion.
-    let id: Uuid = sqlx::query_scalar(
+    let id: Uuid = crate::db::query_scalar(
         "INSERT INTO memberships AS m (clerk_membership_id, clerk_org_id, clerk_user_id, role, clerk_updated_at, \
            organization_id, user_id, deleted_at) \
          VALUES ($1, $2, $3, $4, $5, \
@@ -313,7 +314,7 @@ pub async fn create_personal_org(
 ) -> Result<(), sqlx::Error> {
     let org_id = format!("personal_{cid}");
     let name = first_name.map_or_else(|| "Personal".to_owned(), |n| format!("{n}'s workspace"));
-    let created: Option<Uuid> = sqlx::query_scalar(
+    let created: Option<Uuid> = crate::db::query_scalar(
         "INSERT INTO organizations (clerk_org_id, name, created_by, public_metadata) VALUES ($1, $2, $3, '{\"personal\": true}') \
          ON CONFLICT (clerk_org_id) DO NOTHING RETURNING id",
     )
@@ -325,7 +326,7 @@ pub async fn create_personal_org(
     let Some(org_uuid) = created else {
         return Ok(());
     };
-    sqlx::query(
+    crate::db::query(
         "INSERT INTO memberships (clerk_membership_id, clerk_org_id, clerk_user_id, organization_id, user_id, role) \
          VALUES ($1, $2, $3, $4, $5, 'org:admin') ON CONFLICT (clerk_membership_id) DO NOTHING",
     )

@@ -97,7 +97,7 @@ pub async fn upsert_user(
         keys.push((Key::Email(addr.as_str()), Mode::Exclusive));
     }
     locks::take(conn, &keys).await?;
-    let existing: Option<Stored> = sqlx::query_as(
+    let existing: Option<Stored> = crate::db::query_as(
         "SELECT id, email, email_verified, first_name, last_name, username, image_url, role, \
          clerk_updated_at, deleted_at IS NOT NULL AS deleted FROM users \
          WHERE clerk_user_id = $1 FOR UPDATE",
@@ -169,7 +169,7 @@ pub async fn upsert_user(
             ),
         ]
     });
-    let query = sqlx::query(WRITE[usize::from(target.is_none())].as_str())
+    let query = crate::db::query(WRITE[usize::from(target.is_none())].as_str())
         .bind(target)
         .bind(cid.as_str())
         .bind(email.as_ref().map(EmailAddress::as_str))
@@ -237,7 +237,7 @@ async fn claim_email(
     own_row: Option<Uuid>,
     origin: &Origin,
 ) -> Result<Claim, sqlx::Error> {
-    let holder = sqlx::query(
+    let holder = crate::db::query(
         "SELECT id, clerk_user_id, clerk_updated_at, email_verified FROM users \
          WHERE email = $1 AND deleted_at IS NULL AND id IS DISTINCT FROM $2 FOR UPDATE",
     )
@@ -303,7 +303,7 @@ async fn claim_email(
     } else {
         "address released to the newer snapshot"
     };
-    sqlx::query(
+    crate::db::query(
         "UPDATE users SET email = NULL, email_verified = false, updated_at = now() WHERE id = $1",
     )
     .bind(holder_id)
@@ -358,7 +358,7 @@ pub async fn soft_delete_user(
     origin: &Origin,
 ) -> Result<DeleteOutcome, sqlx::Error> {
     locks::take(conn, &[(Key::User(cid.as_str()), Mode::Exclusive)]).await?;
-    let deleted: Option<Uuid> = sqlx::query_scalar(
+    let deleted: Option<Uuid> = crate::db::query_scalar(
         "UPDATE users SET deleted_at = to_timestamp($2::float8 / 1000), updated_at = now() \
          WHERE clerk_user_id = $1 AND deleted_at IS NULL RETURNING id",
     )
@@ -369,7 +369,7 @@ pub async fn soft_delete_user(
     let outcome = match deleted {
         Some(id) => DeleteOutcome::Deleted(id),
         None => {
-            let inserted: Option<Uuid> = sqlx::query_scalar(
+            let inserted: Option<Uuid> = crate::db::query_scalar(
                 "INSERT INTO users (clerk_user_id, deleted_at) \
                  VALUES ($1, to_timestamp($2::float8 / 1000)) \
                  ON CONFLICT (clerk_user_id) DO NOTHING RETURNING id",
@@ -381,10 +381,11 @@ pub async fn soft_delete_user(
             match inserted {
                 Some(id) => DeleteOutcome::Tombstoned(id),
                 None => {
-                    let id = sqlx::query_scalar("SELECT id FROM users WHERE clerk_user_id = $1")
-                        .bind(cid.as_str())
-                        .fetch_one(&mut *conn)
-                        .await?;
+                    let id =
+                        crate::db::query_scalar("SELECT id FROM users WHERE clerk_user_id = $1")
+                            .bind(cid.as_str())
+                            .fetch_one(&mut *conn)
+                            .await?;
                     return Ok(DeleteOutcome::AlreadyDeleted(id));
                 }
             }
@@ -424,11 +425,11 @@ pub async fn find_live(
     pool: &sqlx::PgPool,
     cid: &ClerkUserId,
 ) -> Result<Option<UserView>, sqlx::Error> {
-    sqlx::query_as(
+    crate::db::query_as(
         "SELECT id, clerk_user_id, email, email_verified, first_name, last_name, username, image_url, role \
          FROM users WHERE clerk_user_id = $1 AND deleted_at IS NULL",
     )
     .bind(cid.as_str())
-    .fetch_optional(pool)
+    .fetch_optional(crate::db::on(pool))
     .await
 }

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod db;
 pub mod fake_clerk;
+pub mod pgbouncer;
 pub mod processes;
 pub mod smtp_sink;
 
@@ -173,6 +174,8 @@ impl TestApp {
             database: DatabaseConfig {
                 url: api_database_url.into(),
                 max_connections: 20,
+                direct_url: None,
+                pooler: false,
             },
             listen: "127.0.0.1:0".parse().unwrap(),
             verifier: Arc::new(

@@ -114,11 +114,11 @@ pub(crate) async fn authorize(
         ));
     };
     let session = sessions.verify_request(headers).await?;
-    let role: Option<String> = sqlx::query_scalar(
+    let role: Option<String> = jobs::db::query_scalar(
         "SELECT role FROM users WHERE clerk_user_id = $1 AND deleted_at IS NULL",
     )
     .bind(session.user_id.as_str())
-    .fetch_optional(&state.pool)
+    .fetch_optional(jobs::db::on(&state.pool))
     .await
     .map_err(db)?;
     match role.as_deref() {
@@ -221,7 +221,7 @@ async fn list_events_inner(
             Some((time("cursor", Some(t))?.expect("present"), id.to_owned()))
         }
     };
-    let rows: Vec<EventRow> = sqlx::query_as(
+    let rows: Vec<EventRow> = jobs::db::query_as(
         "SELECT svix_id, event_type, status, received_at, attempts, last_error, processed_at FROM webhook_events \
          WHERE ($1::text IS NULL OR event_type = $1) AND ($2::text IS NULL OR status = $2) \
            AND ($3::timestamptz IS NULL OR received_at >= $3) AND ($4::timestamptz IS NULL OR received_at < $4) \
@@ -238,7 +238,7 @@ async fn list_events_inner(
     .bind(cursor.as_ref().map(|c| c.1.clone()))
     .bind(asc)
     .bind(limit)
-    .fetch_all(&state.pool)
+    .fetch_all(jobs::db::on(&state.pool))
     .await
     .map_err(db)?;
     let next = (rows.len() as i64 == limit)
@@ -264,11 +264,11 @@ pub use super::redact::redact;
 guarded!(read event_detail, event_detail_inner, id: &str);
 
 async fn event_detail_inner(state: &AppState, _who: &str, id: &str) -> Result<Response, ApiError> {
-    let row: Option<EventDetail> = sqlx::query_as(
+    let row: Option<EventDetail> = jobs::db::query_as(
         "SELECT event_type, status, payload, received_at, attempts, pending_jobs, last_error FROM webhook_events WHERE svix_id = $1",
     )
     .bind(id)
-    .fetch_optional(&state.pool)
+    .fetch_optional(jobs::db::on(&state.pool))
     .await
     .map_err(db)?;
     let (t, s, payload, at, attempts, pending, err) =
@@ -285,7 +285,7 @@ async fn replay_event_inner(state: &AppState, who: &str, id: &str) -> Result<Res
         .await
         .map_err(db)?;
     let payload: Option<Value> =
-        sqlx::query_scalar("SELECT payload FROM webhook_events WHERE svix_id = $1 FOR UPDATE")
+        jobs::db::query_scalar("SELECT payload FROM webhook_events WHERE svix_id = $1 FOR UPDATE")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await
@@ -307,7 +307,7 @@ async fn replay_event_inner(state: &AppState, who: &str, id: &str) -> Result<Res
     let ids = jobs::queue::enqueue(&mut tx, &jobs, None)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    sqlx::query("UPDATE webhook_events SET status = 'queued', pending_jobs = pending_jobs + $2, processed_at = NULL WHERE svix_id = $1")
+    jobs::db::query("UPDATE webhook_events SET status = 'queued', pending_jobs = pending_jobs + $2, processed_at = NULL WHERE svix_id = $1")
         .bind(id)
         .bind(ids.len() as i32)
         .execute(&mut *tx)
@@ -348,9 +348,9 @@ async fn list_jobs_inner(
         "SELECT id, job_type, status, attempts, max_attempts, last_result ->> 'Err', run_at, metadata -> 'svix_id' FROM apalis.jobs \
          WHERE {filter} AND ($1::text IS NULL OR job_type = $1) ORDER BY done_at DESC NULLS LAST LIMIT 200"
     );
-    let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let rows: Vec<JobRow> = jobs::db::query_as(sqlx::AssertSqlSafe(sql))
         .bind(queue)
-        .fetch_all(&state.pool)
+        .fetch_all(jobs::db::on(&state.pool))
         .await
         .map_err(db)?;
     let jobs: Vec<Value> = rows
@@ -370,7 +370,7 @@ async fn retry_job_inner(state: &AppState, who: &str, id: &str) -> Result<Respon
     let mut tx = jobs::db::begin(&state.pool, jobs::db::TxLimits::API)
         .await
         .map_err(db)?;
-    let retried: Option<(Option<String>, String)> = sqlx::query_as(
+    let retried: Option<(Option<String>, String)> = jobs::db::query_as(
         "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(), lock_by = NULL, done_at = NULL \
          WHERE id = $1 AND (status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)) RETURNING metadata -> 'svix_id', job_type",
     )
@@ -380,7 +380,7 @@ async fn retry_job_inner(state: &AppState, who: &str, id: &str) -> Result<Respon
     .map_err(db)?;
     let Some((svix, queue)) = retried else {
         let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM apalis.jobs WHERE id = $1)")
+            jobs::db::query_scalar("SELECT EXISTS (SELECT 1 FROM apalis.jobs WHERE id = $1)")
                 .bind(id)
                 .fetch_one(&mut *tx)
                 .await
@@ -392,7 +392,7 @@ async fn retry_job_inner(state: &AppState, who: &str, id: &str) -> Result<Respon
         });
     };
     if let Some(svix) = &svix {
-        sqlx::query("UPDATE webhook_events SET status = 'queued', processed_at = NULL WHERE svix_id = $1 AND status = 'failed'")
+        jobs::db::query("UPDATE webhook_events SET status = 'queued', processed_at = NULL WHERE svix_id = $1 AND status = 'failed'")
             .bind(svix)
             .execute(&mut *tx)
             .await

@@ -33,12 +33,12 @@ async fn run_reconcile_inner(state: &AppState, who: &str) -> Result<Response, Ap
         .await
         .map_err(db)?;
     // One operator request at a time decides whether a run is already queued.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+    jobs::db::query("SELECT pg_advisory_xact_lock(hashtext($1))")
         .bind(Reconcile::QUEUE)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-    let current: Option<(String, String, i32, i32)> = sqlx::query_as(CURRENT_RECONCILE)
+    let current: Option<(String, String, i32, i32)> = jobs::db::query_as(CURRENT_RECONCILE)
         .bind(Reconcile::QUEUE)
         .fetch_optional(&mut *tx)
         .await
@@ -79,15 +79,15 @@ guarded!(read reconcile_runs, reconcile_runs_inner);
 
 /// The last runs (from the audit log) with their held deletions, and the run in progress.
 async fn reconcile_runs_inner(state: &AppState, _who: &str) -> Result<Response, ApiError> {
-    let runs: Vec<(Time, String, Value)> = sqlx::query_as(
+    let runs: Vec<(Time, String, Value)> = jobs::db::query_as(
         "SELECT at, actor, details FROM audit_log WHERE subject = 'system' AND action = 'reconcile.run' ORDER BY at DESC, id DESC LIMIT 20",
     )
-    .fetch_all(&state.pool)
+    .fetch_all(jobs::db::on(&state.pool))
     .await
     .map_err(db)?;
-    let current: Option<(String, String, i32, i32)> = sqlx::query_as(CURRENT_RECONCILE)
+    let current: Option<(String, String, i32, i32)> = jobs::db::query_as(CURRENT_RECONCILE)
         .bind(Reconcile::QUEUE)
-        .fetch_optional(&state.pool)
+        .fetch_optional(jobs::db::on(&state.pool))
         .await
         .map_err(db)?;
     let ids: Vec<String> = runs

@@ -26,10 +26,10 @@ pub async fn readyz(state: &AppState) -> Response {
         )
             .into_response();
     }
-    let ready = sqlx::query_scalar::<_, bool>(
+    let ready = jobs::db::query_scalar::<bool>(
         "SELECT to_regclass('public.webhook_events') IS NOT NULL AND to_regclass('apalis.jobs') IS NOT NULL",
     )
-    .fetch_one(&state.pool)
+    .fetch_one(jobs::db::on(&state.pool))
     .await;
     match ready {
         Ok(true) => Json(json!({"status": "ready"})).into_response(),

@@ -24,17 +24,17 @@ async fn read(headers: &HeaderMap, state: &AppState) -> Result<Response, ApiErro
     let mut tx = jobs::db::begin(&state.pool, jobs::db::TxLimits::API)
         .await
         .map_err(db)?;
-    sqlx::query("SET LOCAL ROLE authsync_user")
+    jobs::db::query("SET LOCAL ROLE authsync_user")
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-    sqlx::query("SELECT set_config('authsync.clerk_user_id', $1, true)")
+    jobs::db::query("SELECT set_config('authsync.clerk_user_id', $1, true)")
         .bind(session.user_id.as_str())
         .execute(&mut *tx)
         .await
         .map_err(db)?;
     // No WHERE on the user: the policy decides what is visible.
-    let user: Option<UserView> = sqlx::query_as(
+    let user: Option<UserView> = jobs::db::query_as(
         "SELECT id, clerk_user_id, email, email_verified, first_name, last_name, username, image_url, role \
          FROM users WHERE deleted_at IS NULL",
     )
@@ -46,7 +46,7 @@ async fn read(headers: &HeaderMap, state: &AppState) -> Result<Response, ApiErro
             "your account has not been provisioned yet: POST /v1/sync",
         ));
     };
-    let memberships: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+    let memberships: Vec<(String, String, Option<String>, Option<String>)> = jobs::db::query_as(
         "SELECT m.clerk_org_id, m.role, o.name, o.slug FROM memberships m \
          LEFT JOIN organizations o ON o.clerk_org_id = m.clerk_org_id AND o.deleted_at IS NULL \
          WHERE m.deleted_at IS NULL ORDER BY m.created_at",

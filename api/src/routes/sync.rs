@@ -58,11 +58,11 @@ async fn outstanding_or_new(
     headers: &HeaderMap,
 ) -> Result<String, sqlx::Error> {
     let mut tx = jobs::db::begin(&state.pool, jobs::db::TxLimits::API).await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('sync:' || $1, 0))")
+    jobs::db::query("SELECT pg_advisory_xact_lock(hashtextextended('sync:' || $1, 0))")
         .bind(uid.as_str())
         .execute(&mut *tx)
         .await?;
-    let open: Option<String> = sqlx::query_scalar(
+    let open: Option<String> = jobs::db::query_scalar(
         "SELECT s.job_id FROM sync_jobs s JOIN apalis.jobs j ON j.id = s.job_id \
          WHERE s.clerk_user_id = $1 AND (j.status IN ('Pending', 'Queued', 'Running') \
            OR (j.status = 'Failed' AND j.attempts < j.max_attempts)) \
@@ -92,7 +92,7 @@ async fn outstanding_or_new(
         .await
         .map_err(|e| sqlx::Error::Protocol(e.to_string()))?
         .to_string();
-    sqlx::query("INSERT INTO sync_jobs (job_id, clerk_user_id) VALUES ($1, $2)")
+    jobs::db::query("INSERT INTO sync_jobs (job_id, clerk_user_id) VALUES ($1, $2)")
         .bind(&id)
         .bind(uid.as_str())
         .execute(&mut *tx)
@@ -174,12 +174,12 @@ async fn read_job(
     };
     let owned: bool = {
         let _p = permit().await;
-        sqlx::query_scalar(
+        jobs::db::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM sync_jobs WHERE job_id = $1 AND clerk_user_id = $2)",
         )
         .bind(id)
         .bind(session.user_id.as_str())
-        .fetch_one(&state.pool)
+        .fetch_one(jobs::db::on(&state.pool))
         .await
         .map_err(db)?
     };

@@ -1,5 +1,5 @@
 //! A worker process' presence in `apalis.workers`: registration, heartbeats, recovery of dead
-//! workers' jobs (apalis' `reenqueue_orphaned`) and marking this instance dead at shutdown.
+//! workers' jobs (apalis' `reenqueue_orphaned` statement) and marking this instance dead at shutdown.
 //! Every statement is [bounded](super::bounded): a hung beat must not outlast `dead_after`
 //! unnoticed.
 
@@ -13,7 +13,7 @@ pub(crate) fn worker_id(queue: &str, instance: &str) -> String {
 }
 
 async fn upsert_worker(conn: &mut PgConnection, queue: &str, id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    crate::db::query(
         "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen) \
          VALUES ($1, $2, 'authsync', '', now()) \
          ON CONFLICT (id) DO UPDATE SET last_seen = now()",
@@ -40,7 +40,7 @@ pub(crate) async fn register(pool: &PgPool, queue: &str, id: &str) -> Result<(),
 pub(crate) async fn touch(pool: &PgPool, names: &[String], dead: bool) -> Result<(), sqlx::Error> {
     bounded(HEARTBEAT, async {
         let mut tx = crate::db::begin(pool, HEARTBEAT).await?;
-        sqlx::query(
+        crate::db::query(
             "UPDATE apalis.workers SET last_seen = CASE WHEN $2 THEN 'epoch' ELSE now() END \
              WHERE id = ANY($1)",
         )
@@ -53,12 +53,32 @@ pub(crate) async fn touch(pool: &PgPool, names: &[String], dead: bool) -> Result
     .await
 }
 
+/// apalis-postgres' `reenqueue_orphaned` statement (1.0), verbatim but for the interval, sent
+/// through [`crate::db::query`] (apalis' own call is a named prepared statement, which a
+/// transaction pooler cannot keep).
+const REENQUEUE_ORPHANED: &str = "WITH stale AS (\
+     SELECT jobs.id FROM apalis.jobs INNER JOIN apalis.workers ON jobs.lock_by = workers.id \
+     WHERE (jobs.status = 'Running' OR jobs.status = 'Queued') \
+       AND now() - workers.last_seen >= make_interval(secs => $1) \
+       AND workers.worker_type = $2 \
+     FOR UPDATE OF jobs SKIP LOCKED) \
+     UPDATE apalis.jobs SET status = 'Pending', done_at = NULL, lock_by = NULL, lock_at = NULL, \
+       attempts = attempts + 1, \
+       last_result = '{\"Err\": \"Re-enqueued due to worker heartbeat timeout.\"}' \
+     FROM stale WHERE apalis.jobs.id = stale.id";
+
 async fn recover(pool: &PgPool, queue: &str, dead_after_secs: u64) -> Result<u64, sqlx::Error> {
     bounded(HEARTBEAT, async {
         let mut tx = crate::db::begin(pool, HEARTBEAT).await?;
-        let n = apalis_postgres::queries::reenqueue_orphaned(&mut *tx, queue, dead_after_secs)
-            .await
-            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        let n = crate::db::query(REENQUEUE_ORPHANED)
+            .bind(dead_after_secs as f64)
+            .bind(queue)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            tracing::info!(queue, jobs = n, "re-enqueued the jobs of dead workers");
+        }
         tx.commit().await?;
         Ok(n)
     })

@@ -183,7 +183,9 @@ impl Rows {
 
     async fn insert(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         static SQL: LazyLock<String> = LazyLock::new(|| insert_jobs_sql(1));
-        self.bind(sqlx::query(SQL.as_str())).execute(conn).await?;
+        self.bind(crate::db::query(SQL.as_str()))
+            .execute(conn)
+            .await?;
         Ok(())
     }
 }
@@ -237,9 +239,13 @@ pub async fn enqueue_unique<J: Job>(
 ) -> Result<bool, EnqueueError> {
     let mut rows = Rows::default();
     rows.push(job, None, Some(key))?;
-    let mut conn = pool.acquire().await?;
-    match rows.insert(&mut conn).await {
-        Ok(()) => Ok(true),
+    // In a transaction of its own, as every statement behind a transaction pooler (crate::db).
+    let mut tx = pool.begin().await?;
+    match rows.insert(&mut tx).await {
+        Ok(()) => {
+            tx.commit().await?;
+            Ok(true)
+        }
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(false),
         Err(e) => Err(e.into()),
     }

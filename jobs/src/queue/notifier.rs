@@ -114,21 +114,31 @@ async fn send(
     conn: &mut Option<PgConnection>,
     queues: &[String],
 ) -> Result<(), sqlx::Error> {
+    const NOTIFY: &str =
+        "SELECT pg_notify($1, json_build_object('job_type', q)::text) FROM unnest($2::text[]) AS q";
+    // Behind a transaction pooler the connection has no session of its own: the setting is
+    // per transaction and the statement unnamed, inside it.
+    let pooled = crate::db::pooler();
     if conn.is_none() {
         let mut c = PgConnection::connect_with(pool.connect_options().as_ref()).await?;
-        // A hint, not data: its commit need not wait for the disk.
-        sqlx::query("SET synchronous_commit = off")
-            .execute(&mut c)
-            .await?;
+        if !pooled {
+            // A hint, not data: its commit need not wait for the disk.
+            sqlx::raw_sql("SET synchronous_commit = off")
+                .execute(&mut c)
+                .await?;
+        }
         *conn = Some(c);
     }
     let c = conn.as_mut().expect("connected above");
-    sqlx::query(
-        "SELECT pg_notify($1, json_build_object('job_type', q)::text) FROM unnest($2::text[]) AS q",
-    )
-    .bind(CHANNEL)
-    .bind(queues)
-    .execute(c)
-    .await?;
+    if pooled {
+        let mut tx =
+            sqlx::Connection::begin_with(c, "BEGIN; SET LOCAL synchronous_commit = off").await?;
+        let notify = crate::db::query(NOTIFY).bind(CHANNEL).bind(queues);
+        notify.execute(&mut *tx).await?;
+        tx.commit().await?;
+    } else {
+        let notify = crate::db::query(NOTIFY).bind(CHANNEL).bind(queues);
+        notify.execute(c).await?;
+    }
     Ok(())
 }

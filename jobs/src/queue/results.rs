@@ -276,7 +276,7 @@ async fn record(pool: &PgPool, runs: &[&Finished]) -> Result<Vec<String>, sqlx::
     let outcomes: Vec<&str> = runs.iter().map(|r| r.outcome.name()).collect();
     let errors: Vec<Option<&str>> = runs.iter().map(|r| r.error.as_deref()).collect();
     let announce: Vec<bool> = runs.iter().map(|r| r.announce).collect();
-    let query = sqlx::query_scalar(SQL)
+    let query = crate::db::query_scalar(SQL)
         .bind(ids)
         .bind(workers)
         .bind(statuses)

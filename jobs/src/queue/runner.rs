@@ -290,7 +290,7 @@ pub(crate) async fn fetch(
     worker: &str,
     n: usize,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let claim = sqlx::query_as(
+    let claim = crate::db::query_as(
         "UPDATE apalis.jobs AS j SET status = 'Running', lock_by = $1, lock_at = now() \
          FROM (SELECT id FROM apalis.jobs \
                WHERE job_type = $2 AND (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts)) \

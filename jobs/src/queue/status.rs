@@ -61,11 +61,11 @@ pub fn state(status: &str, attempts: i32, max_attempts: i32) -> JobState {
 
 /// Looks a job up by id.
 pub async fn job_status(pool: &PgPool, id: &str) -> Result<Option<JobStatus>, sqlx::Error> {
-    let row: Option<(String, String, String, i32, i32, Option<serde_json::Value>)> = sqlx::query_as(
+    let row: Option<(String, String, String, i32, i32, Option<serde_json::Value>)> = crate::db::query_as(
         "SELECT id, job_type, status, attempts, max_attempts, last_result FROM apalis.jobs WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(crate::db::on(pool))
     .await?;
     Ok(row.map(
         |(id, queue, status, attempts, max_attempts, last)| JobStatus {
@@ -86,9 +86,11 @@ pub async fn job_status(pool: &PgPool, id: &str) -> Result<Option<JobStatus>, sq
 
 /// Counts of jobs by queue and apalis status, for tests and operators.
 pub async fn counts(pool: &PgPool) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-    sqlx::query_as("SELECT job_type, status, count(*) FROM apalis.jobs GROUP BY 1, 2 ORDER BY 1, 2")
-        .fetch_all(pool)
-        .await
+    crate::db::query_as(
+        "SELECT job_type, status, count(*) FROM apalis.jobs GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .fetch_all(crate::db::on(pool))
+    .await
 }
 
 #[cfg(test)]
@@ -150,7 +152,7 @@ pub struct QueueStats {
 
 /// Stats of every queue that has unfinished jobs.
 pub async fn queue_stats(pool: &PgPool) -> Result<Vec<QueueStats>, sqlx::Error> {
-    sqlx::query_as::<_, (String, i64, i64, i64, i64, Option<f64>)>(
+    crate::db::query_as::<(String, i64, i64, i64, i64, Option<f64>)>(
         "SELECT job_type, \
            count(*) FILTER (WHERE status IN ('Pending', 'Queued')), \
            count(*) FILTER (WHERE status = 'Running'), \
@@ -159,7 +161,7 @@ pub async fn queue_stats(pool: &PgPool) -> Result<Vec<QueueStats>, sqlx::Error> 
            extract(epoch from now() - min(run_at) FILTER (WHERE (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts)) AND run_at <= now()))::float8 \
          FROM apalis.jobs WHERE status <> 'Done' GROUP BY 1 ORDER BY 1",
     )
-    .fetch_all(pool)
+    .fetch_all(crate::db::on(pool))
     .await
     .map(|rows| {
         rows.into_iter()

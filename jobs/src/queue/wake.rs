@@ -46,7 +46,14 @@ struct Insert {
     job_type: String,
 }
 
+/// LISTENs over [`crate::db::session_pool`]; behind a transaction pooler without
+/// `DATABASE_DIRECT_URL` there is no session to LISTEN on, and the queues' poll alone wakes them.
 pub async fn listen(pool: PgPool, wakers: Wakers, mut stop: watch::Receiver<bool>) {
+    let Some(pool) = crate::db::session_pool(&pool) else {
+        tracing::info!("transaction pooler without DATABASE_DIRECT_URL: workers poll for jobs");
+        let _ = stop.wait_for(|s| *s).await;
+        return;
+    };
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(mut l) => match l.listen(CHANNEL).await {
