@@ -25,7 +25,7 @@ pub async fn hold(
 /// Retires every unconfirmed hold of runs other than `job_id`: the run `job_id` has just looked
 /// at Clerk afresh and holds (or applies) what it found itself. Returns how many it retired.
 pub async fn supersede(conn: &mut PgConnection, job_id: &str) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = crate::db::query(
         "UPDATE reconcile_held_deletions SET superseded_by = $1 \
          WHERE job_id <> $1 AND confirmed_at IS NULL AND superseded_by IS NULL",
     )

@@ -17,6 +17,8 @@ fn worker_pool(url: &str, max: u32) -> sqlx::PgPool {
     let config = DatabaseConfig {
         url: url.to_owned().into(),
         max_connections: max,
+        direct_url: None,
+        pooler: false,
     };
     jobs::db::pool_waiting(&config, jobs::db::WORKER_ACQUIRE_TIMEOUT).unwrap()
 }

@@ -122,6 +122,8 @@ async fn the_worker_is_not_ready_while_its_pool_stays_saturated_and_recovers_aft
     let database = jobs::config::DatabaseConfig {
         url: db.url.clone().into(),
         max_connections: 3,
+        direct_url: None,
+        pooler: false,
     };
     let pool = jobs::db::pool_waiting(&database, jobs::db::WORKER_ACQUIRE_TIMEOUT).unwrap();
     let health = worker::metrics_server::Health {
