@@ -46,6 +46,35 @@ impl WorkerProcess {
         }
     }
 
+    /// The process id, which is part of its worker names (`<queue>@<host>-<pid>-<random>`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (bounded) until this process has registered its workers in `apalis.workers`,
+    /// i.e. it is ready to claim jobs.
+    pub async fn wait_registered(&self, pool: &sqlx::PgPool) {
+        let pattern = format!("%-{}-%", self.pid());
+        let start = Instant::now();
+        loop {
+            let n: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM apalis.workers WHERE id LIKE $1")
+                    .bind(&pattern)
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+            if n > 0 {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "worker {} did not register within 20 s",
+                self.pid()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGKILL: no chance to clean up, like a crashed host.
     pub fn kill_9(&mut self) {
         let _ = self.child.kill();
