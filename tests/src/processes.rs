@@ -57,12 +57,11 @@ impl WorkerProcess {
         let pattern = format!("%-{}-%", self.pid());
         let start = Instant::now();
         loop {
-            let n: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM apalis.workers WHERE id LIKE $1")
-                    .bind(&pattern)
-                    .fetch_one(pool)
-                    .await
-                    .unwrap();
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.workers WHERE id LIKE $1")
+                .bind(&pattern)
+                .fetch_one(pool)
+                .await
+                .unwrap();
             if n > 0 {
                 return;
             }
