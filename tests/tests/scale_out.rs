@@ -263,9 +263,9 @@ async fn rolling_restart_under_intake_fails_loses_and_repeats_nothing() {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let restarts = std::time::Instant::now();
-    for i in 0..procs.len() {
+    for (i, slot) in procs.iter_mut().enumerate() {
         let before = accepted.load(Ordering::SeqCst);
-        let mut old = std::mem::replace(&mut procs[i], start_worker(&app, &smtp, free_port()));
+        let mut old = std::mem::replace(slot, start_worker(&app, &smtp, free_port()));
         let status = tokio::task::spawn_blocking(move || old.terminate())
             .await
             .unwrap();
@@ -273,7 +273,7 @@ async fn rolling_restart_under_intake_fails_loses_and_repeats_nothing() {
             status.success(),
             "worker {i} exits cleanly on SIGTERM: {status}"
         );
-        procs[i].wait_registered(app.pool()).await;
+        slot.wait_registered(app.pool()).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         // Under continuous intake: deliveries were accepted during this step.
         let during = accepted.load(Ordering::SeqCst) - before;
