@@ -80,6 +80,24 @@ impl WorkerProcess {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, then wait at most `limit` for the process to exit; `None` (and SIGKILL) when it
+    /// did not, so a hung shutdown fails the test instead of hanging it.
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill_9();
+        None
+    }
+
     /// SIGTERM and wait: the graceful path.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")

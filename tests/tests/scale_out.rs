@@ -266,9 +266,12 @@ async fn rolling_restart_under_intake_fails_loses_and_repeats_nothing() {
     for (i, slot) in procs.iter_mut().enumerate() {
         let before = accepted.load(Ordering::SeqCst);
         let mut old = std::mem::replace(slot, start_worker(&app, &smtp, free_port()));
-        let status = tokio::task::spawn_blocking(move || old.terminate())
-            .await
-            .unwrap();
+        // Its grace period for running jobs is 25 s; it has only short jobs to finish.
+        let status =
+            tokio::task::spawn_blocking(move || old.terminate_within(Duration::from_secs(40)))
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("worker {i} still running 40 s after SIGTERM"));
         assert!(
             status.success(),
             "worker {i} exits cleanly on SIGTERM: {status}"
