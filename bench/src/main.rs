@@ -1,15 +1,18 @@
 //! Load generators and probes for `bench/run`, which writes `BENCHMARKS.md`.
-//! Each subcommand prints one JSON line on stdout.
+//! Each subcommand prints one JSON line on stdout. Over 400 lines: one function per subcommand,
+//! sharing the option parser and the event maker; new probes go into modules (`observe`).
 //!
 //! ```text
 //! bench sample-body                                    one realistic user.created body (pgbench baseline)
 //! bench intake --url U --secret S --connections N --seconds D
 //! bench enqueue --url U --secret S --connections N --count C
-//! bench wait-drained --database-url URL [--timeout-secs T]
+//! bench wait-drained --database-url URL [--timeout-secs T] [--metrics-ports P1,P2,…]
 //! bench idle-wake --database-url URL --samples N
 //! bench fake-clerk --port P                            Clerk's Backend API, answering at once
 //! bench urgent --database-url URL --backlog N --samples S
 //! ```
+
+mod observe;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -239,10 +242,14 @@ async fn connect(opts: &Opts) -> Result<PgPool> {
 
 /// Notes the jobs not yet done, says `ready` on stderr (the script then starts workers), and
 /// polls every second until no job at all is left undone — including follow-up jobs the batch
-/// enqueues while it runs (welcome emails) — or the timeout passes.
+/// enqueues while it runs (welcome emails) — or the timeout passes. With `--metrics-ports`,
+/// also reports each of those workers' jobs and pool connections, and the most backends the
+/// database had at one of the polls.
 async fn wait_drained(opts: &Opts) -> Result<Value> {
     let timeout = Duration::from_secs(opts.num_or("timeout-secs", 300)?);
+    let ports = observe::ports(opts.0.get("metrics-ports").map(String::as_str))?;
     let pool = connect(opts).await?;
+    let mut peak_backends = 0;
     let (batch, since): (i64, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
         "SELECT count(*), clock_timestamp() FROM apalis.jobs WHERE status <> 'Done'",
     )
@@ -259,6 +266,7 @@ async fn wait_drained(opts: &Opts) -> Result<Value> {
         if left == 0 {
             break;
         }
+        peak_backends = peak_backends.max(observe::backends(&pool).await?);
         if started.elapsed() > timeout {
             timed_out = true;
             break;
@@ -305,7 +313,18 @@ async fn wait_drained(opts: &Opts) -> Result<Value> {
             .fetch_one(&pool)
             .await?;
     let span = span.unwrap_or(f64::NAN);
+    let (mut worker_jobs, mut worker_failed_runs, mut worker_connections) = (vec![], 0, vec![]);
+    for port in ports {
+        let (ok, failed, conns) = observe::worker(port).await?;
+        worker_jobs.push(ok);
+        worker_failed_runs += failed;
+        worker_connections.push(conns);
+    }
     Ok(json!({
+        "worker_jobs": worker_jobs,
+        "worker_failed_runs": worker_failed_runs,
+        "worker_pool_connections": worker_connections,
+        "peak_backends": peak_backends,
         "batch": batch,
         "done": done,
         "done_by_queue": by_queue.into_iter().collect::<BTreeMap<_, _>>(),

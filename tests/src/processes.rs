@@ -46,10 +46,56 @@ impl WorkerProcess {
         }
     }
 
+    /// The process id, which is part of its worker names (`<queue>@<host>-<pid>-<random>`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (bounded) until this process has registered its workers in `apalis.workers`,
+    /// i.e. it is ready to claim jobs.
+    pub async fn wait_registered(&self, pool: &sqlx::PgPool) {
+        let pattern = format!("%-{}-%", self.pid());
+        let start = Instant::now();
+        loop {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.workers WHERE id LIKE $1")
+                .bind(&pattern)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            if n > 0 {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "worker {} did not register within 20 s",
+                self.pid()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGKILL: no chance to clean up, like a crashed host.
     pub fn kill_9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait at most `limit` for the process to exit; `None` (and SIGKILL) when it
+    /// did not, so a hung shutdown fails the test instead of hanging it.
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill_9();
+        None
     }
 
     /// SIGTERM and wait: the graceful path.
