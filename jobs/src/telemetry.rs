@@ -172,6 +172,10 @@ impl PoolWatch {
     /// Starts watching `pool` (inside the runtime); the task ends when the last clone of the
     /// returned watch is dropped.
     pub fn spawn(name: &'static str, pool: sqlx::PgPool) -> Self {
+        // The gauge exists from the start (a scrape before the first sample shows 0), in the
+        // process' recorder even when the watch starts before anything else installed it.
+        metrics();
+        metrics::gauge!("authsync_db_pool_saturated_seconds", "pool" => name).set(0.0);
         let since = std::sync::Arc::new(std::sync::Mutex::new(None));
         let weak = std::sync::Arc::downgrade(&since);
         tokio::spawn(async move {
