@@ -42,17 +42,7 @@ pub type Api = (
 
 /// The service: routes, `/openapi.json` and the docs UI.
 pub fn service() -> OpenApiService<Api, ()> {
-    let api = (
-        WebhooksApi,
-        SyncApi,
-        MeApi,
-        AdminApi,
-        ReconcileApi,
-        HealthApi,
-        MetricsApi,
-        PagesApi,
-    );
-    OpenApiService::new(api, "authsync", env!("CARGO_PKG_VERSION")).description(
+    OpenApiService::new(Api::default(), "authsync", env!("CARGO_PKG_VERSION")).description(
         "Keeps an application's Postgres in step with Clerk: signed webhooks in, typed jobs \
          out, a dashboard fallback for the moment after sign-up, and operator routes.",
     )

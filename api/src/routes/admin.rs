@@ -158,6 +158,7 @@ pub enum QueueResponse {
     Ok(Json<QueueList>),
 }
 
+#[derive(Default)]
 pub struct AdminApi;
 
 #[OpenApi(tag = "crate::openapi::Tag::Operator")]

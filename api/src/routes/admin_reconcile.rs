@@ -90,6 +90,7 @@ pub enum ConfirmResponse {
     Accepted(Json<DeletionsConfirmed>),
 }
 
+#[derive(Default)]
 pub struct ReconcileApi;
 
 #[OpenApi(tag = "crate::openapi::Tag::Operator")]

@@ -24,6 +24,7 @@ fn status(s: &str) -> HealthResponse {
     }))
 }
 
+#[derive(Default)]
 pub struct HealthApi;
 
 #[OpenApi]

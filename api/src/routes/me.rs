@@ -37,6 +37,7 @@ pub enum MeResponse {
     Me(Json<Me>),
 }
 
+#[derive(Default)]
 pub struct MeApi;
 
 #[OpenApi]

@@ -18,6 +18,7 @@ pub enum MetricsResponse {
     Ok(PlainText<String>),
 }
 
+#[derive(Default)]
 pub struct MetricsApi;
 
 #[OpenApi]

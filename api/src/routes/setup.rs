@@ -33,6 +33,7 @@ fn script(source: &str) -> ScriptResponse {
     ScriptResponse::Ok(PlainText(source.to_owned()))
 }
 
+#[derive(Default)]
 pub struct PagesApi;
 
 #[OpenApi]

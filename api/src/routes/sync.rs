@@ -66,6 +66,7 @@ pub enum JobResponse {
     Report(Json<JobReport>),
 }
 
+#[derive(Default)]
 pub struct SyncApi;
 
 #[OpenApi]

@@ -3,7 +3,8 @@
 use jobs::users::UserView;
 use poem_openapi::Object;
 
-/// A provisioned user.
+/// A provisioned user. The fields of `jobs::users::UserView`, as a poem-openapi `Object`
+/// (the `jobs` crate knows nothing of HTTP), so the spec is built from what is sent.
 #[derive(Object)]
 pub struct User {
     /// Our primary key (UUID).

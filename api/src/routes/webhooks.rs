@@ -36,6 +36,7 @@ pub enum WebhookResponse {
     Done(Json<WebhookOutcome>),
 }
 
+#[derive(Default)]
 pub struct WebhooksApi;
 
 #[OpenApi]
