@@ -3,8 +3,9 @@
 use jobs::users::UserView;
 use poem_openapi::Object;
 
-/// A provisioned user. The fields of `jobs::users::UserView`, as a poem-openapi `Object`
-/// (the `jobs` crate knows nothing of HTTP), so the spec is built from what is sent.
+// The fields of `jobs::users::UserView` as a poem-openapi `Object` (the `jobs` crate knows
+// nothing of HTTP), so the spec is built from what is sent.
+/// A provisioned user.
 #[derive(Object)]
 pub struct User {
     /// Our primary key (UUID).
