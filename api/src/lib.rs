@@ -2,6 +2,7 @@
 //! health and metrics, all described by one OpenAPI service (`openapi`). `main.rs` only loads
 //! config and runs [`startup::Application`].
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -173,16 +173,12 @@ async fn serve_connection(
 /// the connection closed: its body may still be arriving.
 fn request_timed_out(limit: Duration) -> poem::Response {
     tracing::info!(?limit, "request timed out");
-    poem::Response::builder()
-        .status(poem::http::StatusCode::REQUEST_TIMEOUT)
-        .header(poem::http::header::CONNECTION, "close")
-        .content_type("application/json")
-        .body(
-            serde_json::json!({"error": {"code": "request_timeout", "message": format!(
-                "the request was not complete and answered within {} s", limit.as_secs()
-            )}})
-            .to_string(),
-        )
+    let mut resp = poem::IntoResponse::into_response(crate::error::ApiError::RequestTimeout(limit));
+    resp.headers_mut().insert(
+        poem::http::header::CONNECTION,
+        poem::http::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 fn http_scheme() -> poem::http::uri::Scheme {

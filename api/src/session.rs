@@ -8,7 +8,7 @@
 //! flood of bad tokens cannot become a flood of JWKS requests. A failed fetch keeps the keys we
 //! have and is not retried for ten seconds.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use jobs::ids::ClerkUserId;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, errors::ErrorKind, Algorithm, DecodingKey, Validation};
@@ -129,14 +129,14 @@ impl SessionVerifier {
     /// Verifies the request's token.
     pub async fn verify_request(&self, headers: &HeaderMap) -> Result<Session, ApiError> {
         let token = Self::token(headers).ok_or(ApiError::Unauthenticated(
-            "missing_token",
+            Code::MissingToken,
             "no session token: send Authorization: Bearer <token> or the __session cookie",
         ))?;
         self.verify(&token).await
     }
 
     pub async fn verify(&self, token: &str) -> Result<Session, ApiError> {
-        let bad = |m: &'static str| ApiError::Unauthenticated("invalid_token", m);
+        let bad = |m: &'static str| ApiError::Unauthenticated(Code::InvalidToken, m);
         let header = decode_header(token).map_err(|_| bad("the session token is malformed"))?;
         if header.alg != Algorithm::RS256 {
             return Err(bad("the session token must be signed with RS256"));
@@ -153,14 +153,14 @@ impl SessionVerifier {
         let claims = decode::<Claims>(token, &key, &v)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => {
-                    ApiError::Unauthenticated("token_expired", "the session token has expired")
+                    ApiError::Unauthenticated(Code::TokenExpired, "the session token has expired")
                 }
                 ErrorKind::ImmatureSignature => ApiError::Unauthenticated(
-                    "token_not_yet_valid",
+                    Code::TokenNotYetValid,
                     "the session token is not valid yet",
                 ),
                 ErrorKind::InvalidIssuer => ApiError::Unauthenticated(
-                    "wrong_issuer",
+                    Code::WrongIssuer,
                     "the session token was issued by another Clerk instance",
                 ),
                 ErrorKind::InvalidSignature => bad("the session token's signature does not verify"),
@@ -176,7 +176,7 @@ impl SessionVerifier {
             .unwrap_or(0);
         if claims.iat.is_some_and(|iat| iat > now + LEEWAY_SECS) {
             return Err(ApiError::Unauthenticated(
-                "token_not_yet_valid",
+                Code::TokenNotYetValid,
                 "the session token was issued in the future",
             ));
         }
@@ -186,13 +186,13 @@ impl SessionVerifier {
                 Some(azp) if parties.iter().any(|p| p == azp) => {}
                 Some(_) => {
                     return Err(ApiError::Unauthenticated(
-                        "unauthorized_party",
+                        Code::UnauthorizedParty,
                         "the session token was issued for another origin",
                     ))
                 }
                 None => {
                     return Err(ApiError::Unauthenticated(
-                        "unauthorized_party",
+                        Code::UnauthorizedParty,
                         "the session token names no authorized party",
                     ))
                 }
@@ -249,7 +249,7 @@ impl SessionVerifier {
                 "signing keys could not be fetched from CLERK_JWKS_URL"
             ))),
             None => Err(ApiError::Unauthenticated(
-                "unknown_key",
+                Code::UnknownKey,
                 "the session token was signed by a key this instance does not publish",
             )),
         }

@@ -58,7 +58,7 @@ pub fn routes(state: AppState) -> BoxEndpoint<'static> {
     let routes = Route::new()
         .at("/openapi.json", api.spec_endpoint())
         .nest("/docs", api.swagger_ui())
-        .nest("/", api)
+        .nest("/", crate::openapi::endpoint(api))
         .data(state);
     with_middleware(routes, templates)
 }

@@ -1,5 +1,8 @@
-//! `/openapi.json` covers every route, the statuses the real handlers answer are the ones it
-//! documents, and the docs UI is served.
+//! `/openapi.json` covers every route, is the committed `openapi.json`, the statuses and
+//! bodies the real handlers answer are the ones it documents, and the docs UI is served.
+//!
+//! After a change to a route, regenerate the committed spec with
+//! `UPDATE_OPENAPI=1 cargo test -p tests --test openapi` and commit `openapi.json`.
 
 use reqwest::Method;
 use serde_json::Value;
@@ -29,7 +32,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/admin.js"),
 ];
 
-async fn spec(app: &TestApp) -> Value {
+async fn served_spec(app: &TestApp) -> String {
     let resp = app
         .client
         .get(format!("{}/openapi.json", app.address))
@@ -37,7 +40,96 @@ async fn spec(app: &TestApp) -> Value {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
+    resp.text().await.unwrap()
+}
+
+async fn spec(app: &TestApp) -> Value {
+    serde_json::from_str(&served_spec(app).await).unwrap()
+}
+
+#[tokio::test]
+async fn the_served_spec_is_the_committed_openapi_json() {
+    let app = TestApp::spawn().await;
+    let served = api::openapi::canonical(&served_spec(&app).await);
+    let path = format!("{}/../openapi.json", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("UPDATE_OPENAPI").is_some_and(|v| v == "1") {
+        std::fs::write(&path, &served).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    if served != committed {
+        let first = served
+            .lines()
+            .zip(committed.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| served.lines().count().min(committed.lines().count()));
+        panic!(
+            "openapi.json differs from the served /openapi.json (first at line {}: served {:?}, \
+             committed {:?}).\nRegenerate it with `UPDATE_OPENAPI=1 cargo test -p tests --test \
+             openapi` and commit it.",
+            first + 1,
+            served.lines().nth(first),
+            committed.lines().nth(first),
+        );
+    }
+}
+
+/// Whether `value` fits `schema` (resolving `$ref`s in `spec`): every required property
+/// present and not null, every property the body has documented, and each of the right JSON
+/// type, recursively. `at` names the place for the message.
+fn check_schema(spec: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.trim_start_matches("#/components/schemas/");
+        return check_schema(spec, &spec["components"]["schemas"][name], value, at);
+    }
+    for all in schema["allOf"].as_array().into_iter().flatten() {
+        check_schema(spec, all, value, at)?;
+    }
+    if let Some(any) = schema["oneOf"].as_array().or(schema["anyOf"].as_array()) {
+        if !any.iter().any(|s| check_schema(spec, s, value, at).is_ok()) {
+            return Err(format!("{at}: {value} matches none of {any:?}"));
+        }
+    }
+    let fits = match schema["type"].as_str() {
+        None => true,
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_i64() || value.is_u64(),
+        Some("number") => value.is_number(),
+        Some("boolean") => value.is_boolean(),
+        Some(other) => return Err(format!("{at}: unknown schema type {other}")),
+    };
+    if !fits {
+        return Err(format!("{at}: {value} is not of type {}", schema["type"]));
+    }
+    if let Some(enumerated) = schema["enum"].as_array() {
+        if !enumerated.contains(value) {
+            return Err(format!("{at}: {value} is not one of {enumerated:?}"));
+        }
+    }
+    if let (Some(object), Some(props)) = (value.as_object(), schema["properties"].as_object()) {
+        for required in schema["required"].as_array().into_iter().flatten() {
+            let name = required.as_str().unwrap();
+            if object.get(name).is_none_or(Value::is_null) {
+                return Err(format!("{at}: required property `{name}` is missing"));
+            }
+        }
+        for (name, v) in object {
+            let Some(prop) = props.get(name) else {
+                return Err(format!("{at}: property `{name}` is not documented"));
+            };
+            if !v.is_null() {
+                check_schema(spec, prop, v, &format!("{at}.{name}"))?;
+            }
+        }
+    }
+    if let (Some(items), Some(item_schema)) = (value.as_array(), schema.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            check_schema(spec, item_schema, item, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
 }
 
 #[tokio::test]
@@ -121,6 +213,12 @@ async fn real_answers_are_documented_answers() {
         ),
         (
             "get",
+            "/admin/api/events",
+            admin(Method::GET, "/admin/api/events?limit=1"),
+            200,
+        ),
+        (
+            "get",
             "/admin/api/events/{svix_id}",
             admin(Method::GET, "/admin/api/events/msg_docs"),
             200,
@@ -188,11 +286,28 @@ async fn real_answers_are_documented_answers() {
         let status = resp.status().as_u16();
         assert_eq!(status, want, "{method} {path}");
         let op = &spec["paths"][path][method];
+        let documented = &op["responses"][status.to_string()];
         assert!(
-            op["responses"].get(status.to_string()).is_some(),
+            documented.is_object(),
             "{method} {path} answered {status}, which its spec does not document: {}",
             op["responses"]
         );
+        // The body is of the documented content type and, for JSON, of its schema.
+        let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        let media = &documented["content"][&content_type];
+        assert!(
+            media.is_object(),
+            "{method} {path} {status} answered {content_type}, documented {}",
+            documented["content"]
+        );
+        let text = resp.text().await.unwrap();
+        if content_type.starts_with("application/json") {
+            let body: Value = serde_json::from_str(&text).unwrap();
+            let at = format!("{method} {path} {status}");
+            if let Err(e) = check_schema(&spec, &media["schema"], &body, &at) {
+                panic!("{e}\nbody: {body}");
+            }
+        }
     }
     app.drain().await;
 }
@@ -225,5 +340,30 @@ async fn the_docs_ui_is_served_and_unknown_routes_are_404() {
             .await
             .unwrap();
         assert_eq!(resp.status().as_u16(), want, "{method} {path}");
+    }
+}
+
+#[test]
+fn the_body_check_catches_drift() {
+    let spec: Value = serde_json::from_str(&api::openapi::service().spec()).unwrap();
+    let schema = &spec["paths"]["/webhooks/clerk"]["post"]["responses"]["202"]["content"]
+        ["application/json; charset=utf-8"]["schema"];
+    let good = serde_json::json!({"status": "accepted", "svix_id": "msg_1", "job_ids": ["01J"]});
+    assert_eq!(check_schema(&spec, schema, &good, "good"), Ok(()));
+    for (bad, what) in [
+        (
+            serde_json::json!({"status": "accepted", "svixId": "msg_1"}),
+            "a renamed field",
+        ),
+        (
+            serde_json::json!({"status": "accepted", "svix_id": 1}),
+            "a field of another type",
+        ),
+        (
+            serde_json::json!({"status": "accepted", "svix_id": "msg_1", "job_ids": [1]}),
+            "an item of another type",
+        ),
+    ] {
+        assert!(check_schema(&spec, schema, &bad, what).is_err(), "{what}");
     }
 }

@@ -1,20 +1,18 @@
 //! The operator API under `/admin/api`: the event log (filtered, sorted, cursor-paginated;
 //! one-time codes redacted), replaying an event, failed/dead/retrying jobs, retrying one.
-//! Auth: `Authorization: Bearer $ADMIN_TOKEN` (constant-time compare) or a session token whose
-//! user has role `admin`; 401 without credentials, 403 for a valid non-admin session, and
-//! `403 cross_site_request` for a state-changing request signed in by the `__session` cookie
-//! that does not come from our own pages (see `csrf`). Reconcile's routes are in
+//! Auth is the [`Operator`] extractor (`crate::auth`). Reconcile's routes are in
 //! `admin_reconcile`, the payload redaction in `redact`. (Over 400 lines: the event log's
-//! filtered, cursor-paged query and the two operator actions share the auth above.)
+//! filtered, cursor-paged query, the two operator actions and the bodies of all five routes.)
 
-use crate::error::ApiError;
+use super::{rfc3339, State};
+use crate::auth::Operator;
+use crate::error::{ApiError, Code};
 use crate::startup::AppState;
 use jobs::clerk::ClerkEvent;
 use jobs::ids::SvixId;
-use poem::http::HeaderMap;
-use poem::web::Json;
-use poem::{IntoResponse, Response};
-use secrecy::ExposeSecret;
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{param, ApiResponse, Object, OpenApi};
 use serde_json::{json, Value};
 
 type Time = chrono::DateTime<chrono::Utc>;
@@ -29,7 +27,7 @@ type EventRow = (
     Option<Time>,
 );
 /// event_type, status, payload, received_at, attempts, pending_jobs, last_error
-type EventDetail = (String, String, Value, Time, i32, i32, Option<String>);
+type EventDetailRow = (String, String, Value, Time, i32, i32, Option<String>);
 /// id, queue, status, attempts, max_attempts, last error, run_at, svix_id
 type JobRow = (
     String,
@@ -41,6 +39,230 @@ type JobRow = (
     Time,
     Option<String>,
 );
+
+#[derive(Object)]
+pub struct EventSummary {
+    svix_id: String,
+    event_type: String,
+    /// `queued`, `processed`, `failed`, `ignored` or `rejected`.
+    status: String,
+    received_at: String,
+    /// Job runs so far.
+    attempts: i32,
+    last_error: Option<String>,
+    processed_at: Option<String>,
+}
+
+#[derive(Object)]
+pub struct EventPage {
+    events: Vec<EventSummary>,
+    /// Pass as `cursor` for the next page; null on the last.
+    next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum EventPageResponse {
+    #[oai(status = 200)]
+    Ok(Json<EventPage>),
+}
+
+#[derive(Object)]
+pub struct EventDetail {
+    svix_id: String,
+    event_type: String,
+    status: String,
+    received_at: String,
+    attempts: i32,
+    pending_jobs: i32,
+    last_error: Option<String>,
+    /// The event as Clerk sent it; one-time codes in `email.created`/`sms.created` redacted.
+    payload: Value,
+}
+
+#[derive(ApiResponse)]
+pub enum EventDetailResponse {
+    #[oai(status = 200)]
+    Ok(Json<EventDetail>),
+}
+
+#[derive(Object)]
+pub struct Replayed {
+    svix_id: String,
+    job_ids: Vec<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum ReplayResponse {
+    /// The event's jobs are queued again (handlers are idempotent).
+    #[oai(status = 202)]
+    Accepted(Json<Replayed>),
+}
+
+#[derive(Object)]
+pub struct JobSummary {
+    job_id: String,
+    queue: String,
+    state: State,
+    /// Failed for good or killed: only an operator's retry runs it again.
+    dead: bool,
+    attempts: i32,
+    max_attempts: i32,
+    last_error: Option<String>,
+    run_at: String,
+    svix_id: Option<String>,
+}
+
+#[derive(Object)]
+pub struct JobList {
+    jobs: Vec<JobSummary>,
+}
+
+#[derive(ApiResponse)]
+pub enum JobListResponse {
+    #[oai(status = 200)]
+    Ok(Json<JobList>),
+}
+
+#[derive(Object)]
+pub struct Retried {
+    job_id: String,
+    /// `queued`
+    state: State,
+}
+
+#[derive(ApiResponse)]
+pub enum RetryResponse {
+    /// The job runs again with a fresh set of attempts.
+    #[oai(status = 202)]
+    Accepted(Json<Retried>),
+}
+
+#[derive(Object)]
+pub struct QueueStats {
+    queue: String,
+    pending: i64,
+    running: i64,
+    retrying: i64,
+    dead: i64,
+    oldest_pending_seconds: f64,
+}
+
+#[derive(Object)]
+pub struct QueueList {
+    queues: Vec<QueueStats>,
+}
+
+#[derive(ApiResponse)]
+pub enum QueueResponse {
+    #[oai(status = 200)]
+    Ok(Json<QueueList>),
+}
+
+#[derive(Default)]
+pub struct AdminApi;
+
+#[OpenApi(tag = "crate::openapi::Tag::Operator")]
+impl AdminApi {
+    /// The event log
+    ///
+    /// Newest first (`order=asc` for oldest), paged with the returned `next_cursor`; bad
+    /// parameters are 400 `invalid_query`.
+    #[oai(path = "/admin/api/events", method = "get")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_events(
+        &self,
+        _operator: Operator,
+        state: Data<&AppState>,
+        /// Event type, e.g. `user.created`.
+        #[oai(name = "type")]
+        event_type: param::Query<Option<String>>,
+        /// `queued`, `processed`, `failed`, `ignored` or `rejected`.
+        status: param::Query<Option<String>>,
+        /// Received at or after (RFC 3339).
+        since: param::Query<Option<String>>,
+        /// Received before (RFC 3339).
+        until: param::Query<Option<String>>,
+        /// Page size, 1 to 500 (default 50).
+        limit: param::Query<Option<String>>,
+        /// `next_cursor` of the previous page.
+        cursor: param::Query<Option<String>>,
+        /// `desc` (default, newest first) or `asc`.
+        order: param::Query<Option<String>>,
+    ) -> Result<EventPageResponse, ApiError> {
+        let q = EventQuery {
+            event_type: event_type.0,
+            status: status.0,
+            since: since.0,
+            until: until.0,
+            limit: limit.0,
+            cursor: cursor.0,
+            order: order.0,
+        };
+        list_events(&state, q).await
+    }
+
+    /// One event, with its payload
+    #[oai(path = "/admin/api/events/:svix_id", method = "get")]
+    async fn event_detail(
+        &self,
+        _operator: Operator,
+        state: Data<&AppState>,
+        svix_id: param::Path<String>,
+    ) -> Result<EventDetailResponse, ApiError> {
+        event_detail(&state, &svix_id.0).await
+    }
+
+    /// Replay an event
+    ///
+    /// 400 `not_replayable` when the event causes no jobs or its stored body no longer parses.
+    #[oai(path = "/admin/api/events/:svix_id/replay", method = "post")]
+    async fn replay_event(
+        &self,
+        operator: Operator,
+        state: Data<&AppState>,
+        svix_id: param::Path<String>,
+    ) -> Result<ReplayResponse, ApiError> {
+        replay_event(&state, &operator, &svix_id.0).await
+    }
+
+    /// Jobs that need attention
+    #[oai(path = "/admin/api/jobs", method = "get")]
+    async fn list_jobs(
+        &self,
+        _operator: Operator,
+        state: Data<&AppState>,
+        /// `problems` (default: dead and retrying), `dead` or `retrying`.
+        #[oai(name = "state")]
+        state_filter: param::Query<Option<String>>,
+        /// Only this queue, e.g. `authsync.provision_user`.
+        queue: param::Query<Option<String>>,
+    ) -> Result<JobListResponse, ApiError> {
+        list_jobs(&state, state_filter.0.as_deref(), queue.0.as_deref()).await
+    }
+
+    /// Retry a dead job
+    ///
+    /// 409 `conflict` for a job that is not dead.
+    #[oai(path = "/admin/api/jobs/:id/retry", method = "post")]
+    async fn retry_job(
+        &self,
+        operator: Operator,
+        state: Data<&AppState>,
+        id: param::Path<String>,
+    ) -> Result<RetryResponse, ApiError> {
+        retry_job(&state, &operator, &id.0).await
+    }
+
+    /// Queue depth and age
+    #[oai(path = "/admin/api/queues", method = "get")]
+    async fn queues(
+        &self,
+        _operator: Operator,
+        state: Data<&AppState>,
+    ) -> Result<QueueResponse, ApiError> {
+        queues(&state).await
+    }
+}
 
 pub(crate) fn db(e: sqlx::Error) -> ApiError {
     ApiError::Unavailable(e.into())
@@ -60,98 +282,6 @@ pub(crate) async fn audit_and_commit(
     tx.commit().await.map_err(db)
 }
 
-/// The audit origin of an operator's request: the admin user, or `system` for ADMIN_TOKEN.
-pub(crate) fn operator_origin(who: &str) -> jobs::audit::Origin {
-    jobs::audit::Origin {
-        user: who
-            .strip_prefix("user:")
-            .and_then(|id| jobs::ids::ClerkUserId::parse(id).ok()),
-        ..jobs::audit::Origin::system()
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// What a route does: only state-changing ones are checked for cross-site requests.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Access {
-    Read,
-    Write,
-}
-
-/// Who may use the operator routes.
-pub(crate) async fn authorize(
-    headers: &HeaderMap,
-    state: &AppState,
-    access: Access,
-) -> Result<String, ApiError> {
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    if let (Some(token), Some(admin)) = (bearer, &state.admin_token) {
-        if constant_time_eq(token.as_bytes(), admin.expose_secret().as_bytes()) {
-            return Ok("admin-token".into());
-        }
-    }
-    // Without an Authorization header the session comes from the cookie, which a browser
-    // also attaches to requests other sites make.
-    let by_cookie = headers.get("authorization").is_none()
-        && crate::session::SessionVerifier::token(headers).is_some();
-    if access == Access::Write && by_cookie && !super::csrf::from_own_origin(headers) {
-        return Err(ApiError::CrossSiteRequest);
-    }
-    let Some(sessions) = &state.sessions else {
-        return Err(ApiError::Unauthenticated(
-            "invalid_token",
-            "operator routes need ADMIN_TOKEN or an admin session",
-        ));
-    };
-    let session = sessions.verify_request(headers).await?;
-    let role: Option<String> = jobs::db::query_scalar(
-        "SELECT role FROM users WHERE clerk_user_id = $1 AND deleted_at IS NULL",
-    )
-    .bind(session.user_id.as_str())
-    .fetch_optional(jobs::db::on(&state.pool))
-    .await
-    .map_err(db)?;
-    match role.as_deref() {
-        Some("admin") => Ok(format!("user:{}", session.user_id)),
-        _ => Err(ApiError::Forbidden("operator routes are for admins")),
-    }
-}
-
-/// An operator route: `guarded!(read|write name, inner, args…)` authorizes, then runs `inner`.
-macro_rules! guarded {
-    (read $name:ident, $inner:ident $(, $arg:ident : $ty:ty)*) => {
-        guarded!(@ Read $name, $inner $(, $arg: $ty)*);
-    };
-    (write $name:ident, $inner:ident $(, $arg:ident : $ty:ty)*) => {
-        guarded!(@ Write $name, $inner $(, $arg: $ty)*);
-    };
-    (@ $access:ident $name:ident, $inner:ident $(, $arg:ident : $ty:ty)*) => {
-        pub async fn $name(
-            headers: &poem::http::HeaderMap,
-            state: &$crate::startup::AppState
-            $(, $arg: $ty)*
-        ) -> poem::Response {
-            use poem::IntoResponse;
-            let access = $crate::routes::admin::Access::$access;
-            match $crate::routes::admin::authorize(headers, state, access).await {
-                Ok(who) => $inner(state, &who $(, $arg)*).await.unwrap_or_else(IntoResponse::into_response),
-                Err(e) => e.into_response(),
-            }
-        }
-    };
-}
-pub(crate) use guarded;
-
 /// The event log's filters, as the query string gives them.
 pub struct EventQuery {
     pub event_type: Option<String>,
@@ -170,21 +300,18 @@ fn time(
     v.map(|s| chrono::DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&chrono::Utc)))
         .transpose()
         .map_err(|_| {
-            ApiError::BadRequest("invalid_query", format!("{name} must be an RFC 3339 time"))
+            ApiError::BadRequest(
+                Code::InvalidQuery,
+                format!("{name} must be an RFC 3339 time"),
+            )
         })
 }
 
-guarded!(read list_events, list_events_inner, q: EventQuery);
-
-async fn list_events_inner(
-    state: &AppState,
-    _who: &str,
-    q: EventQuery,
-) -> Result<Response, ApiError> {
+async fn list_events(state: &AppState, q: EventQuery) -> Result<EventPageResponse, ApiError> {
     const STATUSES: &[&str] = &["queued", "processed", "failed", "ignored", "rejected"];
     if let Some(s) = q.status.as_deref().filter(|s| !STATUSES.contains(s)) {
         return Err(ApiError::BadRequest(
-            "invalid_query",
+            Code::InvalidQuery,
             format!("status `{s}` is not one of {}", STATUSES.join(", ")),
         ));
     }
@@ -193,7 +320,7 @@ async fn list_events_inner(
         Some("asc") => true,
         Some(_) => {
             return Err(ApiError::BadRequest(
-                "invalid_query",
+                Code::InvalidQuery,
                 "order must be asc or desc".into(),
             ))
         }
@@ -204,7 +331,7 @@ async fn list_events_inner(
     };
     if !(1..=500).contains(&limit) {
         return Err(ApiError::BadRequest(
-            "invalid_query",
+            Code::InvalidQuery,
             "limit must be between 1 and 500".into(),
         ));
     }
@@ -216,7 +343,7 @@ async fn list_events_inner(
         None => None,
         Some(c) => {
             let (t, id) = c.split_once('|').ok_or_else(|| {
-                ApiError::BadRequest("invalid_query", "cursor is malformed".into())
+                ApiError::BadRequest(Code::InvalidQuery, "cursor is malformed".into())
             })?;
             Some((time("cursor", Some(t))?.expect("present"), id.to_owned()))
         }
@@ -252,19 +379,30 @@ async fn list_events_inner(
             })
         })
         .flatten();
-    let events: Vec<Value> = rows
+    let events = rows
         .into_iter()
-        .map(|(id, t, s, at, attempts, err, done)| json!({"svix_id": id, "event_type": t, "status": s, "received_at": at, "attempts": attempts, "last_error": err, "processed_at": done}))
+        .map(
+            |(svix_id, event_type, status, at, attempts, last_error, done)| EventSummary {
+                svix_id,
+                event_type,
+                status,
+                received_at: rfc3339(&at),
+                attempts,
+                last_error,
+                processed_at: done.as_ref().map(rfc3339),
+            },
+        )
         .collect();
-    Ok(Json(json!({"events": events, "next_cursor": next})).into_response())
+    Ok(EventPageResponse::Ok(Json(EventPage {
+        events,
+        next_cursor: next,
+    })))
 }
 
 pub use super::redact::redact;
 
-guarded!(read event_detail, event_detail_inner, id: &str);
-
-async fn event_detail_inner(state: &AppState, _who: &str, id: &str) -> Result<Response, ApiError> {
-    let row: Option<EventDetail> = jobs::db::query_as(
+async fn event_detail(state: &AppState, id: &str) -> Result<EventDetailResponse, ApiError> {
+    let row: Option<EventDetailRow> = jobs::db::query_as(
         "SELECT event_type, status, payload, received_at, attempts, pending_jobs, last_error FROM webhook_events WHERE svix_id = $1",
     )
     .bind(id)
@@ -273,13 +411,24 @@ async fn event_detail_inner(state: &AppState, _who: &str, id: &str) -> Result<Re
     .map_err(db)?;
     let (t, s, payload, at, attempts, pending, err) =
         row.ok_or(ApiError::NotFound("no such event"))?;
-    Ok(Json(json!({"svix_id": id, "event_type": t, "status": s, "received_at": at, "attempts": attempts, "pending_jobs": pending, "last_error": err, "payload": redact(payload)})).into_response())
+    Ok(EventDetailResponse::Ok(Json(EventDetail {
+        svix_id: id.to_owned(),
+        event_type: t,
+        status: s,
+        received_at: rfc3339(&at),
+        attempts,
+        pending_jobs: pending,
+        last_error: err,
+        payload: redact(payload),
+    })))
 }
 
-guarded!(write replay_event, replay_event_inner, id: &str);
-
 /// Plans the stored event again and enqueues its jobs: safe because handlers are idempotent.
-async fn replay_event_inner(state: &AppState, who: &str, id: &str) -> Result<Response, ApiError> {
+async fn replay_event(
+    state: &AppState,
+    operator: &Operator,
+    id: &str,
+) -> Result<ReplayResponse, ApiError> {
     let svix = SvixId::parse(id).map_err(|_| ApiError::NotFound("no such event"))?;
     let mut tx = jobs::db::begin(&state.pool, jobs::db::TxLimits::API)
         .await
@@ -293,14 +442,14 @@ async fn replay_event_inner(state: &AppState, who: &str, id: &str) -> Result<Res
     let payload = payload.ok_or(ApiError::NotFound("no such event"))?;
     let event = ClerkEvent::parse(payload.to_string().as_bytes()).map_err(|e| {
         ApiError::BadRequest(
-            "not_replayable",
+            Code::NotReplayable,
             format!("the stored event does not parse: {e}"),
         )
     })?;
     let jobs = jobs::planner::plan(&svix, &event);
     if jobs.is_empty() {
         return Err(ApiError::BadRequest(
-            "not_replayable",
+            Code::NotReplayable,
             format!("`{}` events cause no jobs", event.event_type),
         ));
     }
@@ -315,31 +464,31 @@ async fn replay_event_inner(state: &AppState, who: &str, id: &str) -> Result<Res
         .map_err(db)?;
     audit_and_commit(
         tx,
-        &operator_origin(who),
+        &operator.origin(),
         "event.replayed",
         id,
-        json!({"by": who, "jobs": ids.len()}),
+        json!({"by": operator.who, "jobs": ids.len()}),
     )
     .await?;
     state.notifier.wake_all(jobs.iter().map(|j| j.queue()));
-    Ok((poem::http::StatusCode::ACCEPTED, Json(json!({"svix_id": id, "job_ids": ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()}))).into_response())
+    Ok(ReplayResponse::Accepted(Json(Replayed {
+        svix_id: id.to_owned(),
+        job_ids: ids.iter().map(|i| i.to_string()).collect(),
+    })))
 }
 
-guarded!(read list_jobs, list_jobs_inner, job_state: Option<&str>, queue: Option<&str>);
-
-async fn list_jobs_inner(
+async fn list_jobs(
     state: &AppState,
-    _who: &str,
     job_state: Option<&str>,
     queue: Option<&str>,
-) -> Result<Response, ApiError> {
+) -> Result<JobListResponse, ApiError> {
     let filter = match job_state.unwrap_or("problems") {
         "problems" => "(status = 'Killed' OR status = 'Failed')",
         "dead" => "((status = 'Failed' AND attempts >= max_attempts) OR status = 'Killed')",
         "retrying" => "(status = 'Failed' AND attempts < max_attempts)",
         other => {
             return Err(ApiError::BadRequest(
-                "invalid_query",
+                Code::InvalidQuery,
                 format!("state `{other}` is not one of problems, dead, retrying"),
             ))
         }
@@ -353,20 +502,32 @@ async fn list_jobs_inner(
         .fetch_all(jobs::db::on(&state.pool))
         .await
         .map_err(db)?;
-    let jobs: Vec<Value> = rows
+    let jobs = rows
         .into_iter()
         .map(|(id, queue, status, attempts, max, err, run_at, svix)| {
             let st = jobs::queue::status::state(&status, attempts, max);
-            json!({"job_id": id, "queue": queue, "state": st, "dead": matches!(st, jobs::queue::status::JobState::Failed), "attempts": attempts, "max_attempts": max, "last_error": err, "run_at": run_at, "svix_id": svix})
+            JobSummary {
+                job_id: id,
+                queue,
+                state: st.into(),
+                dead: matches!(st, jobs::queue::status::JobState::Failed),
+                attempts,
+                max_attempts: max,
+                last_error: err,
+                run_at: rfc3339(&run_at),
+                svix_id: svix,
+            }
         })
         .collect();
-    Ok(Json(json!({ "jobs": jobs })).into_response())
+    Ok(JobListResponse::Ok(Json(JobList { jobs })))
 }
 
-guarded!(write retry_job, retry_job_inner, id: &str);
-
 /// Gives a dead (failed for good or killed) job a fresh set of attempts, now.
-async fn retry_job_inner(state: &AppState, who: &str, id: &str) -> Result<Response, ApiError> {
+async fn retry_job(
+    state: &AppState,
+    operator: &Operator,
+    id: &str,
+) -> Result<RetryResponse, ApiError> {
     let mut tx = jobs::db::begin(&state.pool, jobs::db::TxLimits::API)
         .await
         .map_err(db)?;
@@ -400,25 +561,33 @@ async fn retry_job_inner(state: &AppState, who: &str, id: &str) -> Result<Respon
     }
     audit_and_commit(
         tx,
-        &operator_origin(who),
+        &operator.origin(),
         "job.retried",
         id,
-        json!({"by": who}),
+        json!({"by": operator.who}),
     )
     .await?;
     state.notifier.wake(&queue);
-    Ok((
-        poem::http::StatusCode::ACCEPTED,
-        Json(json!({"job_id": id, "state": "queued"})),
-    )
-        .into_response())
+    Ok(RetryResponse::Accepted(Json(Retried {
+        job_id: id.to_owned(),
+        state: State::Queued,
+    })))
 }
 
-guarded!(read queues, queues_inner);
-
-async fn queues_inner(state: &AppState, _who: &str) -> Result<Response, ApiError> {
+async fn queues(state: &AppState) -> Result<QueueResponse, ApiError> {
     let stats = jobs::queue::status::queue_stats(&state.pool)
         .await
         .map_err(db)?;
-    Ok(Json(json!({ "queues": stats })).into_response())
+    let queues = stats
+        .into_iter()
+        .map(|q| QueueStats {
+            queue: q.queue,
+            pending: q.pending,
+            running: q.running,
+            retrying: q.retrying,
+            dead: q.dead,
+            oldest_pending_seconds: q.oldest_pending_seconds,
+        })
+        .collect();
+    Ok(QueueResponse::Ok(Json(QueueList { queues })))
 }

@@ -2,18 +2,137 @@
 //! `instance_mismatch`, deletions held back by the `RECONCILE_MAX_DELETIONS` guard), and
 //! confirm a run's held deletions. Auth and cross-site checks as in `admin`.
 
-use super::admin::{audit_and_commit, db, guarded, operator_origin};
-use crate::error::ApiError;
+use super::admin::{audit_and_commit, db};
+use super::{rfc3339, State};
+use crate::auth::Operator;
+use crate::error::{ApiError, ErrorDetail};
 use crate::startup::AppState;
 use jobs::planner::PlannedJob;
 use jobs::queue::Job;
 use jobs::reconcile::Reconcile;
 use jobs::soft_delete::SoftDelete;
-use poem::http::StatusCode;
-use poem::web::Json;
-use poem::{IntoResponse, Response};
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{param, ApiResponse, Object, OpenApi};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+
+#[derive(Object)]
+pub struct ReconcileQueued {
+    job_id: String,
+    /// True when a run was already queued or running; `job_id` is that run.
+    already_queued: bool,
+}
+
+#[derive(ApiResponse)]
+pub enum RunResponse {
+    #[oai(status = 202)]
+    Accepted(Json<ReconcileQueued>),
+}
+
+#[derive(Object)]
+pub struct ReconcileRun {
+    /// The run's job id (what `POST /admin/api/reconcile` returned); null on runs recorded
+    /// before it was kept.
+    job_id: Option<String>,
+    at: String,
+    actor: String,
+    /// Counts; null on a run that failed before paging (see `error`).
+    scanned: Option<i64>,
+    created: Option<i64>,
+    updated: Option<i64>,
+    /// Soft deletions the run enqueued itself.
+    deleted: Option<i64>,
+    /// Deletions held back (more than `RECONCILE_MAX_DELETIONS`) and still waiting for
+    /// `POST /admin/api/reconcile/{job_id}/confirm`.
+    held_deletions: i64,
+    /// Held deletions an operator has confirmed.
+    confirmed_deletions: i64,
+    /// Why the run stopped without changing anything, e.g. `instance_mismatch`.
+    error: Option<ErrorDetail>,
+}
+
+#[derive(Object)]
+pub struct ReconcileCurrent {
+    job_id: String,
+    state: State,
+    attempts: i32,
+    max_attempts: i32,
+}
+
+#[derive(Object)]
+pub struct ReconcileReport {
+    /// The last 20 runs, newest first.
+    runs: Vec<ReconcileRun>,
+    current: Option<ReconcileCurrent>,
+}
+
+#[derive(ApiResponse)]
+pub enum ReportResponse {
+    #[oai(status = 200)]
+    Ok(Json<ReconcileReport>),
+}
+
+#[derive(Object)]
+pub struct DeletionsConfirmed {
+    /// The run whose held deletions were confirmed.
+    job_id: String,
+    /// How many deletions were confirmed.
+    confirmed: i64,
+    /// The SoftDelete jobs enqueued for them.
+    job_ids: Vec<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum ConfirmResponse {
+    /// The held deletions are confirmed and their SoftDelete jobs queued.
+    #[oai(status = 202)]
+    Accepted(Json<DeletionsConfirmed>),
+}
+
+#[derive(Default)]
+pub struct ReconcileApi;
+
+#[OpenApi(tag = "crate::openapi::Tag::Operator")]
+impl ReconcileApi {
+    /// Reconcile with Clerk now
+    ///
+    /// 503 `not_configured` without `CLERK_SECRET_KEY`.
+    #[oai(path = "/admin/api/reconcile", method = "post")]
+    async fn run_reconcile(
+        &self,
+        operator: Operator,
+        state: Data<&AppState>,
+    ) -> Result<RunResponse, ApiError> {
+        run_reconcile(&state, &operator).await
+    }
+
+    /// Reconcile runs and their counts
+    #[oai(path = "/admin/api/reconcile", method = "get")]
+    async fn reconcile_runs(
+        &self,
+        _operator: Operator,
+        state: Data<&AppState>,
+    ) -> Result<ReportResponse, ApiError> {
+        reconcile_runs(&state).await
+    }
+
+    /// Apply a run's held deletions
+    ///
+    /// A run that would soft-delete more than `RECONCILE_MAX_DELETIONS` users holds them all;
+    /// this applies them (audited with the operator as actor). Confirming twice applies once:
+    /// 409 `conflict` when the run holds nothing (any more), 404 for an unknown run.
+    #[oai(path = "/admin/api/reconcile/:job_id/confirm", method = "post")]
+    async fn confirm_deletions(
+        &self,
+        operator: Operator,
+        state: Data<&AppState>,
+        /// The run's `job_id`.
+        job_id: param::Path<String>,
+    ) -> Result<ConfirmResponse, ApiError> {
+        confirm_deletions(&state, &operator, &job_id.0).await
+    }
+}
 
 type Time = chrono::DateTime<chrono::Utc>;
 
@@ -22,10 +141,8 @@ const CURRENT_RECONCILE: &str = "SELECT id, status, attempts, max_attempts FROM 
      WHERE job_type = $1 AND (status IN ('Pending', 'Queued', 'Running') OR (status = 'Failed' AND attempts < max_attempts)) \
      ORDER BY run_at LIMIT 1";
 
-guarded!(write run_reconcile, run_reconcile_inner);
-
 /// Queues a Reconcile run now, unless one is already queued or running (then its id).
-async fn run_reconcile_inner(state: &AppState, who: &str) -> Result<Response, ApiError> {
+async fn run_reconcile(state: &AppState, operator: &Operator) -> Result<RunResponse, ApiError> {
     if !state.clerk_api_enabled {
         return Err(ApiError::NotConfigured("CLERK_SECRET_KEY"));
     }
@@ -44,13 +161,9 @@ async fn run_reconcile_inner(state: &AppState, who: &str) -> Result<Response, Ap
         .await
         .map_err(db)?;
     if let Some((id, ..)) = current {
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({"job_id": id, "already_queued": true})),
-        )
-            .into_response());
+        return Ok(queued(id, true));
     }
-    let origin = operator_origin(who);
+    let origin = operator.origin();
     let job = Reconcile {
         page_size: jobs::reconcile::PAGE_SIZE,
         origin: origin.clone(),
@@ -64,21 +177,22 @@ async fn run_reconcile_inner(state: &AppState, who: &str) -> Result<Response, Ap
         &origin,
         "reconcile.requested",
         "system",
-        json!({"by": who, "job_id": id}),
+        json!({"by": operator.who, "job_id": id}),
     )
     .await?;
     state.notifier.wake(Reconcile::QUEUE);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"job_id": id, "already_queued": false})),
-    )
-        .into_response())
+    Ok(queued(id, false))
 }
 
-guarded!(read reconcile_runs, reconcile_runs_inner);
+fn queued(job_id: String, already_queued: bool) -> RunResponse {
+    RunResponse::Accepted(Json(ReconcileQueued {
+        job_id,
+        already_queued,
+    }))
+}
 
 /// The last runs (from the audit log) with their held deletions, and the run in progress.
-async fn reconcile_runs_inner(state: &AppState, _who: &str) -> Result<Response, ApiError> {
+async fn reconcile_runs(state: &AppState) -> Result<ReportResponse, ApiError> {
     let runs: Vec<(Time, String, Value)> = jobs::db::query_as(
         "SELECT at, actor, details FROM audit_log WHERE subject = 'system' AND action = 'reconcile.run' ORDER BY at DESC, id DESC LIMIT 20",
     )
@@ -100,37 +214,53 @@ async fn reconcile_runs_inner(state: &AppState, _who: &str) -> Result<Response, 
         .into_iter()
         .map(|(id, held, confirmed)| (id, (held, confirmed)))
         .collect();
-    let runs: Vec<Value> = runs
+    let runs = runs
         .into_iter()
         .map(|(at, actor, d)| {
             let (held, confirmed) = d["job_id"]
                 .as_str()
                 .and_then(|id| held.get(id).copied())
                 .unwrap_or((0, 0));
-            json!({"job_id": d["job_id"], "at": at, "actor": actor, "scanned": d["scanned"], "created": d["created"],
-                   "updated": d["updated"], "deleted": d["deleted"], "held_deletions": held,
-                   "confirmed_deletions": confirmed, "error": d["error"]})
+            let text = |v: &Value| v.as_str().map(str::to_owned);
+            ReconcileRun {
+                job_id: text(&d["job_id"]),
+                at: rfc3339(&at),
+                actor,
+                scanned: d["scanned"].as_i64(),
+                created: d["created"].as_i64(),
+                updated: d["updated"].as_i64(),
+                deleted: d["deleted"].as_i64(),
+                held_deletions: held,
+                confirmed_deletions: confirmed,
+                error: d["error"].is_object().then(|| ErrorDetail {
+                    code: text(&d["error"]["code"]).unwrap_or_default(),
+                    message: text(&d["error"]["message"]).unwrap_or_default(),
+                }),
+            }
         })
         .collect();
-    let current = current.map(|(id, status, attempts, max)| {
-        json!({"job_id": id, "state": jobs::queue::status::state(&status, attempts, max), "attempts": attempts, "max_attempts": max})
-    });
-    Ok(Json(json!({"runs": runs, "current": current})).into_response())
+    let current = current.map(
+        |(job_id, status, attempts, max_attempts)| ReconcileCurrent {
+            job_id,
+            state: jobs::queue::status::state(&status, attempts, max_attempts).into(),
+            attempts,
+            max_attempts,
+        },
+    );
+    Ok(ReportResponse::Ok(Json(ReconcileReport { runs, current })))
 }
-
-guarded!(write confirm_deletions, confirm_deletions_inner, job_id: &str);
 
 /// Applies the deletions a run held back: marks them confirmed and enqueues their SoftDelete
 /// jobs (the operator as their actor) in one transaction, so a second call finds nothing.
-async fn confirm_deletions_inner(
+async fn confirm_deletions(
     state: &AppState,
-    who: &str,
+    operator: &Operator,
     job_id: &str,
-) -> Result<Response, ApiError> {
+) -> Result<ConfirmResponse, ApiError> {
     let mut tx = jobs::db::begin(&state.pool, jobs::db::TxLimits::API)
         .await
         .map_err(db)?;
-    let held = jobs::held_deletions::confirm(&mut tx, job_id, who)
+    let held = jobs::held_deletions::confirm(&mut tx, job_id, &operator.who)
         .await
         .map_err(db)?;
     if held.is_empty() {
@@ -145,7 +275,7 @@ async fn confirm_deletions_inner(
             ApiError::NotFound("no such reconcile run")
         });
     }
-    let origin = operator_origin(who);
+    let origin = operator.origin();
     let planned: Vec<PlannedJob> = held
         .into_iter()
         .filter_map(|(cid, deleted_at_ms)| {
@@ -165,14 +295,14 @@ async fn confirm_deletions_inner(
         &origin,
         "reconcile.deletions_confirmed",
         "system",
-        json!({"by": who, "job_id": job_id, "deletions": ids.len()}),
+        json!({"by": operator.who, "job_id": job_id, "deletions": ids.len()}),
     )
     .await?;
     state.notifier.wake(SoftDelete::QUEUE);
     let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"job_id": job_id, "confirmed": ids.len(), "job_ids": ids})),
-    )
-        .into_response())
+    Ok(ConfirmResponse::Accepted(Json(DeletionsConfirmed {
+        job_id: job_id.to_owned(),
+        confirmed: ids.len() as i64,
+        job_ids: ids,
+    })))
 }

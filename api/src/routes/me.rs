@@ -1,25 +1,61 @@
 //! `GET /v1/me`: the caller's own row, memberships and organizations, read under row-level
 //! security as the role `authsync_user` — the same way an application can read its tables.
 
+use super::user::User;
+use crate::auth::Session;
 use crate::error::ApiError;
 use crate::startup::AppState;
 use jobs::users::UserView;
-use poem::http::HeaderMap;
-use poem::web::Json;
-use poem::{IntoResponse, Response};
-use serde_json::json;
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
 
-pub async fn me(headers: &HeaderMap, state: &AppState) -> Response {
-    read(headers, state)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+#[derive(Object)]
+pub struct Me {
+    user: User,
+    memberships: Vec<Membership>,
 }
 
-async fn read(headers: &HeaderMap, state: &AppState) -> Result<Response, ApiError> {
-    let verifier = state.sessions.as_ref().ok_or(ApiError::NotConfigured(
-        "session verification (CLERK_JWKS_URL, CLERK_ISSUER)",
-    ))?;
-    let session = verifier.verify_request(headers).await?;
+#[derive(Object)]
+pub struct Membership {
+    organization: Organization,
+    /// As Clerk sends it: `org:admin`, `org:member` or a custom role.
+    role: String,
+}
+
+#[derive(Object)]
+pub struct Organization {
+    clerk_org_id: String,
+    name: Option<String>,
+    slug: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum MeResponse {
+    /// The signed-in user's row and memberships, read under row-level security.
+    #[oai(status = 200)]
+    Me(Json<Me>),
+}
+
+#[derive(Default)]
+pub struct MeApi;
+
+#[OpenApi]
+impl MeApi {
+    /// The signed-in user
+    ///
+    /// 404 when not provisioned yet: call `POST /v1/sync`.
+    #[oai(
+        path = "/v1/me",
+        method = "get",
+        tag = "crate::openapi::Tag::Dashboard"
+    )]
+    async fn me(&self, session: Session, state: Data<&AppState>) -> Result<MeResponse, ApiError> {
+        read(session, &state).await
+    }
+}
+
+async fn read(session: Session, state: &AppState) -> Result<MeResponse, ApiError> {
     let db = |e: sqlx::Error| ApiError::Unavailable(e.into());
     let mut tx = jobs::db::begin(&state.pool, jobs::db::TxLimits::API)
         .await
@@ -55,9 +91,19 @@ async fn read(headers: &HeaderMap, state: &AppState) -> Result<Response, ApiErro
     .await
     .map_err(db)?;
     tx.commit().await.map_err(db)?;
-    let memberships: Vec<_> = memberships
+    let memberships = memberships
         .into_iter()
-        .map(|(org, role, name, slug)| json!({"organization": {"clerk_org_id": org, "name": name, "slug": slug}, "role": role}))
+        .map(|(clerk_org_id, role, name, slug)| Membership {
+            organization: Organization {
+                clerk_org_id,
+                name,
+                slug,
+            },
+            role,
+        })
         .collect();
-    Ok(Json(json!({"user": user, "memberships": memberships})).into_response())
+    Ok(MeResponse::Me(Json(Me {
+        user: user.into(),
+        memberships,
+    })))
 }

@@ -3,18 +3,33 @@
 //! that counts and times every request by route template and status.
 
 use crate::startup::AppState;
+use poem::web::Data;
 use poem::{Endpoint, IntoResponse, PathPattern, Request, Response, Result};
+use poem_openapi::payload::PlainText;
+use poem_openapi::{ApiResponse, OpenApi};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub async fn metrics(state: &AppState) -> Response {
-    let pools = [("main", &state.pool), ("intake", state.intake.pool())];
-    jobs::telemetry::render_metrics(&state.pool, &pools)
-        .await
-        .into_response()
-        .with_content_type("text/plain; version=0.0.4")
-        .into_response()
+#[derive(ApiResponse)]
+pub enum MetricsResponse {
+    /// Prometheus text exposition format.
+    #[oai(status = 200, content_type = "text/plain; version=0.0.4")]
+    Ok(PlainText<String>),
+}
+
+#[derive(Default)]
+pub struct MetricsApi;
+
+#[OpenApi]
+impl MetricsApi {
+    /// Prometheus metrics
+    #[oai(path = "/metrics", method = "get", tag = "crate::openapi::Tag::Health")]
+    async fn metrics(&self, state: Data<&AppState>) -> MetricsResponse {
+        let pools = [("main", &state.pool), ("intake", state.intake.pool())];
+        let text = jobs::telemetry::render_metrics(&state.pool, &pools).await;
+        MetricsResponse::Ok(PlainText(text))
+    }
 }
 
 /// The label of each route: poem-openapi registers `/v1/jobs/{id}` as `/v1/jobs/:param0`, so

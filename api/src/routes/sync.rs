@@ -1,19 +1,114 @@
 //! The dashboard fallback: `POST /v1/sync` provisions the signed-in user now (urgent job) and
 //! `GET /v1/jobs/{id}` reports — or long-polls — that job for its owner only.
 
-use crate::error::ApiError;
-use crate::session::SessionVerifier;
+use super::user::User;
+use super::State;
+use crate::auth::{Session, SessionToken};
+use crate::error::{ApiError, Code};
 use crate::startup::AppState;
 use jobs::audit::Origin;
 use jobs::ids::ClerkUserId;
 use jobs::queue::status::{job_status, JobState, JobStatus};
 use jobs::sync_user::SyncUser;
-use jobs::users::{find_live, UserView};
-use poem::http::{HeaderMap, StatusCode};
-use poem::web::Json;
-use poem::{IntoResponse, Response};
-use serde_json::json;
+use jobs::users::find_live;
+use poem::http::HeaderMap;
+use poem::web::Data;
+use poem::Request;
+use poem_openapi::payload::Json;
+use poem_openapi::{param, ApiResponse, Object, OpenApi};
 use std::time::{Duration, Instant};
+
+#[derive(Object)]
+pub struct SyncReady {
+    /// `ready`
+    status: String,
+    user: User,
+}
+
+#[derive(Object)]
+pub struct SyncStarted {
+    /// `provisioning`
+    status: String,
+    job_id: String,
+    /// `/v1/jobs/{job_id}`
+    poll_url: String,
+}
+
+#[derive(ApiResponse)]
+pub enum SyncResponse {
+    /// The user is provisioned already.
+    #[oai(status = 200)]
+    Ready(Json<SyncReady>),
+    /// An urgent job provisions the user; poll it. A second call returns the same job.
+    #[oai(status = 202)]
+    Started(Json<SyncStarted>),
+}
+
+#[derive(Object)]
+pub struct JobReport {
+    job_id: String,
+    state: State,
+    attempts: i32,
+    max_attempts: i32,
+    /// The user, once the job has succeeded.
+    #[oai(skip_serializing_if_is_none)]
+    user: Option<User>,
+    /// A generic sentence for a job that has not succeeded, with the job id as the reference
+    /// to quote (the stored error is for operators only).
+    #[oai(skip_serializing_if_is_none)]
+    error: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum JobResponse {
+    /// The job's state, once it ends or `wait_ms` passes.
+    #[oai(status = 200)]
+    Report(Json<JobReport>),
+}
+
+#[derive(Default)]
+pub struct SyncApi;
+
+#[OpenApi]
+impl SyncApi {
+    /// Provision the signed-in user now
+    ///
+    /// 503 `not_configured` without session verification or the Clerk Backend API.
+    #[oai(
+        path = "/v1/sync",
+        method = "post",
+        tag = "crate::openapi::Tag::Dashboard"
+    )]
+    async fn sync(
+        &self,
+        req: &Request,
+        session: Session,
+        state: Data<&AppState>,
+    ) -> Result<SyncResponse, ApiError> {
+        start_sync(req.headers(), session, &state).await
+    }
+
+    /// Follow a provisioning job
+    ///
+    /// 404 for someone else's or an unknown job. 429 `too_many_waiters` (with `Retry-After`)
+    /// when this user has 4 long-polls open already, or the process 1,000.
+    #[oai(
+        path = "/v1/jobs/:id",
+        method = "get",
+        tag = "crate::openapi::Tag::Dashboard"
+    )]
+    async fn get_job(
+        &self,
+        session: SessionToken,
+        state: Data<&AppState>,
+        /// The `job_id` from `POST /v1/sync`.
+        id: param::Path<String>,
+        /// Wait up to this many milliseconds (at most 10,000) for the job to end.
+        wait_ms: param::Query<Option<String>>,
+    ) -> Result<JobResponse, ApiError> {
+        read_job(session, &id.0, wait_ms.0.as_deref(), &state).await
+    }
+}
 
 /// The longest a request may wait for a job.
 pub const MAX_WAIT: Duration = Duration::from_secs(10);
@@ -22,20 +117,17 @@ fn db(e: sqlx::Error) -> ApiError {
     ApiError::Unavailable(e.into())
 }
 
-pub async fn sync(headers: &HeaderMap, state: &AppState) -> Response {
-    start_sync(headers, state)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn start_sync(headers: &HeaderMap, state: &AppState) -> Result<Response, ApiError> {
-    let verifier = state.sessions.as_ref().ok_or(ApiError::NotConfigured(
-        "session verification (CLERK_JWKS_URL, CLERK_ISSUER)",
-    ))?;
-    let session = verifier.verify_request(headers).await?;
+async fn start_sync(
+    headers: &HeaderMap,
+    session: Session,
+    state: &AppState,
+) -> Result<SyncResponse, ApiError> {
     let uid = session.user_id;
     if let Some(user) = find_live(&state.pool, &uid).await.map_err(db)? {
-        return Ok(Json(json!({"status": "ready", "user": user})).into_response());
+        return Ok(SyncResponse::Ready(Json(SyncReady {
+            status: "ready".into(),
+            user: user.into(),
+        })));
     }
     if !state.clerk_api_enabled {
         return Err(ApiError::NotConfigured(
@@ -43,11 +135,11 @@ async fn start_sync(headers: &HeaderMap, state: &AppState) -> Result<Response, A
         ));
     }
     let job_id = outstanding_or_new(state, &uid, headers).await.map_err(db)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"status": "provisioning", "job_id": job_id, "poll_url": format!("/v1/jobs/{job_id}")})),
-    )
-        .into_response())
+    Ok(SyncResponse::Started(Json(SyncStarted {
+        status: "provisioning".into(),
+        poll_url: format!("/v1/jobs/{job_id}"),
+        job_id,
+    })))
 }
 
 /// One outstanding urgent job per user: a second call while one is queued, running or
@@ -103,17 +195,6 @@ async fn outstanding_or_new(
     Ok(id)
 }
 
-pub async fn get_job(
-    headers: &HeaderMap,
-    id: &str,
-    wait_ms: Option<&str>,
-    state: &AppState,
-) -> Response {
-    read_job(headers, id, wait_ms, state)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
-}
-
 fn parse_wait(raw: Option<&str>) -> Result<Duration, ApiError> {
     match raw {
         None => Ok(Duration::ZERO),
@@ -122,7 +203,7 @@ fn parse_wait(raw: Option<&str>) -> Result<Duration, ApiError> {
             .map(|ms| Duration::from_millis(ms).min(MAX_WAIT))
             .map_err(|_| {
                 ApiError::BadRequest(
-                    "invalid_wait_ms",
+                    Code::InvalidWaitMs,
                     format!(
                         "wait_ms must be a whole number of milliseconds (at most {})",
                         MAX_WAIT.as_millis()
@@ -137,30 +218,28 @@ fn terminal(s: &JobStatus) -> bool {
 }
 
 async fn read_job(
-    headers: &HeaderMap,
+    caller: SessionToken,
     id: &str,
     wait_ms: Option<&str>,
     state: &AppState,
-) -> Result<Response, ApiError> {
+) -> Result<JobResponse, ApiError> {
     let wait = parse_wait(wait_ms)?;
-    let verifier = state.sessions.as_ref().ok_or(ApiError::NotConfigured(
-        "session verification (CLERK_JWKS_URL, CLERK_ISSUER)",
-    ))?;
+    caller.configured()?;
     // A wait is admitted before it costs a query (the token of an open wait, before it costs
     // a signature check); a plain read is not a wait.
-    let token = SessionVerifier::token(headers);
+    let token = caller.token.as_deref();
     if !wait.is_zero() {
         state
             .job_waiters
-            .refuse_early(token.as_deref())
+            .refuse_early(token)
             .map_err(ApiError::TooManyWaiters)?;
     }
-    let session = verifier.verify_request(headers).await?;
+    let session = caller.verify().await?;
     let slot = match (wait.is_zero(), token) {
         (false, Some(token)) => Some(
             state
                 .job_waiters
-                .admit(session.user_id.as_str(), &token)
+                .admit(session.user_id.as_str(), token)
                 .map_err(ApiError::TooManyWaiters)?,
         ),
         _ => None,
@@ -214,25 +293,20 @@ async fn read_job(
     drop(notify);
     drop(slot);
     let status = waited?;
-    let user: Option<UserView> = if status.state == JobState::Succeeded {
+    let user = if status.state == JobState::Succeeded {
         find_live(&state.pool, &session.user_id).await.map_err(db)?
     } else {
         None
     };
-    let mut body = json!({
-        "job_id": status.id,
-        "state": status.state,
-        "attempts": status.attempts,
-        "max_attempts": status.max_attempts,
-    });
-    if let Some(u) = user {
-        body["user"] = json!(u);
-    }
-    // Generic, with the job id as reference: the stored error is for operators only.
-    if let Some(e) = status.public_error() {
-        body["error"] = json!(e);
-    }
-    Ok(Json(body).into_response())
+    Ok(JobResponse::Report(Json(JobReport {
+        job_id: status.id.clone(),
+        state: status.state.into(),
+        attempts: status.attempts,
+        max_attempts: status.max_attempts,
+        user: user.map(User::from),
+        // Generic, with the job id as reference: the stored error is for operators only.
+        error: status.public_error(),
+    })))
 }
 
 #[cfg(test)]
@@ -247,7 +321,7 @@ mod tests {
         for bad in ["-1", "soon", "1.5", ""] {
             assert_eq!(
                 parse_wait(Some(bad)).unwrap_err().code(),
-                "invalid_wait_ms",
+                Code::InvalidWaitMs,
                 "{bad}"
             );
         }

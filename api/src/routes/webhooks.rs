@@ -6,10 +6,64 @@ use crate::error::ApiError;
 use crate::startup::AppState;
 use jobs::clerk::ClerkEvent;
 use jobs::intake::{self, IntakeError, IntakeOutcome};
-use poem::http::{HeaderMap, StatusCode};
-use poem::web::Json;
-use poem::{Body, IntoResponse, Response};
-use serde_json::json;
+use poem::http::HeaderMap;
+use poem::web::Data;
+use poem::{Body, Request};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+/// What became of a delivery.
+#[derive(Object)]
+pub struct WebhookOutcome {
+    /// `accepted`, `duplicate` or `ignored`.
+    status: String,
+    svix_id: String,
+    /// The jobs planned for an accepted event.
+    #[oai(skip_serializing_if_is_none)]
+    job_ids: Option<Vec<String>>,
+    /// The type of an ignored event.
+    #[oai(skip_serializing_if_is_none)]
+    event_type: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum WebhookResponse {
+    /// The event is stored and its jobs are queued.
+    #[oai(status = 202)]
+    Accepted(Json<WebhookOutcome>),
+    /// A repeat of a stored delivery (`duplicate`), or a type we do not handle (`ignored`).
+    #[oai(status = 200)]
+    Done(Json<WebhookOutcome>),
+}
+
+#[derive(Default)]
+pub struct WebhooksApi;
+
+#[OpenApi]
+impl WebhooksApi {
+    /// Receive a Clerk webhook
+    ///
+    /// Verifies the Svix signature over the raw body (`svix-id`, `svix-timestamp`,
+    /// `svix-signature` headers) and stores the event and its jobs in one transaction before
+    /// answering 2xx. The body is Clerk's event JSON as delivered. A 400 for a signed body that
+    /// is not a Clerk event records it as `rejected`; 403 `ip_not_allowed` when the sender is
+    /// not in `WEBHOOK_IP_ALLOWLIST`; 503 with `Retry-After` when nothing could be stored.
+    // The body is taken raw (`Body`, not a typed payload): the signature covers its exact
+    // bytes, and it is read with our size limit (413 before the rest arrives).
+    #[oai(
+        path = "/webhooks/clerk",
+        method = "post",
+        tag = "crate::openapi::Tag::Webhooks"
+    )]
+    async fn clerk_webhook(
+        &self,
+        req: &Request,
+        body: Body,
+        state: Data<&AppState>,
+    ) -> Result<WebhookResponse, ApiError> {
+        clerk_webhook(req, req.headers(), body, &state).await
+    }
+}
 
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
@@ -18,12 +72,12 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-pub async fn clerk_webhook(
-    req: &poem::Request,
+async fn clerk_webhook(
+    req: &Request,
     headers: &HeaderMap,
     body: Body,
     state: &AppState,
-) -> Response {
+) -> Result<WebhookResponse, ApiError> {
     let started = std::time::Instant::now();
     let mut seen_type = None;
     let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
@@ -48,10 +102,7 @@ pub async fn clerk_webhook(
     };
     metrics::counter!("authsync_webhooks_received_total", "event_type" => event_type, "outcome" => outcome).increment(1);
     metrics::histogram!("authsync_webhook_intake_seconds").record(started.elapsed().as_secs_f64());
-    match result {
-        Ok((_, resp)) => resp,
-        Err(e) => e.into_response(),
-    }
+    result.map(|(_, resp)| resp)
 }
 
 /// Event types that get their own metric label; anything else is `other` (bounded cardinality).
@@ -74,7 +125,7 @@ async fn receive(
     body: Body,
     state: &AppState,
     seen_type: &mut Option<String>,
-) -> Result<(&'static str, Response), ApiError> {
+) -> Result<(&'static str, WebhookResponse), ApiError> {
     let limit = state.body_limit;
     let declared = headers
         .get("content-length")
@@ -108,7 +159,7 @@ async fn receive(
     };
     // Verified bodies are UTF-8 (checked by the verifier).
     let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::InvalidSignature)?;
-    let outcome = state
+    let stored = state
         .intake
         .accept(&svix_id, &event, text, request_id)
         .await
@@ -118,20 +169,28 @@ async fn receive(
             e @ IntakeError::Enqueue(_) => ApiError::Internal(e.into()),
             e => ApiError::Unavailable(e.into()),
         })?;
-    let label = match &outcome {
+    let label = match &stored {
         IntakeOutcome::Accepted { .. } => "accepted",
         IntakeOutcome::Duplicate => "duplicate",
         IntakeOutcome::Ignored => "ignored",
     };
     tracing::info!(svix_id = %svix_id, event_type = %event.event_type, outcome = label, "webhook received");
-    let resp = match outcome {
-        IntakeOutcome::Accepted { job_ids } => (
-            StatusCode::ACCEPTED,
-            Json(json!({"status": "accepted", "svix_id": svix_id.as_str(), "job_ids": job_ids.iter().map(|j| j.to_string()).collect::<Vec<_>>() })),
-        )
-            .into_response(),
-        IntakeOutcome::Duplicate => Json(json!({"status": "duplicate", "svix_id": svix_id.as_str()})).into_response(),
-        IntakeOutcome::Ignored => Json(json!({"status": "ignored", "svix_id": svix_id.as_str(), "event_type": event.event_type})).into_response(),
+    let body = |status: &str| WebhookOutcome {
+        status: status.to_owned(),
+        svix_id: svix_id.as_str().to_owned(),
+        job_ids: None,
+        event_type: None,
+    };
+    let resp = match stored {
+        IntakeOutcome::Accepted { job_ids } => WebhookResponse::Accepted(Json(WebhookOutcome {
+            job_ids: Some(job_ids.iter().map(|j| j.to_string()).collect()),
+            ..body(label)
+        })),
+        IntakeOutcome::Duplicate => WebhookResponse::Done(Json(body(label))),
+        IntakeOutcome::Ignored => WebhookResponse::Done(Json(WebhookOutcome {
+            event_type: Some(event.event_type.clone()),
+            ..body(label)
+        })),
     };
     Ok((label, resp))
 }
