@@ -207,13 +207,16 @@ async fn wait_until_ready(client: &reqwest::Client, address: &str) {
 #[tokio::test]
 async fn a_plain_read_is_not_a_wait_and_ended_waits_free_their_place() {
     let clerk = FakeClerk::start().await;
-    let mut app = TestApp::spawn_with_clerk_and(&clerk, |c| {
-        c.wait_limits = api::job_events::WaitLimits {
-            per_user: 1,
-            total: 1_000,
-        };
-    })
-    .await;
+    let mut app = TestApp::builder()
+        .clerk(&clerk)
+        .configure(|c| {
+            c.wait_limits = api::job_events::WaitLimits {
+                per_user: 1,
+                total: 1_000,
+            };
+        })
+        .spawn()
+        .await;
     app.allow_unfinished_jobs = true;
     let token = clerk.token(ALICE);
     let started: Value = app.sync(&token).await.json().await.unwrap();

@@ -12,7 +12,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// Two processed user events, one ignored, one rejected, and one dead fallback job.
 async fn setup() -> (FakeClerk, TestApp, String) {
     let clerk = FakeClerk::start().await;
-    let app = TestApp::spawn_with_clerk(&clerk).await;
+    let app = TestApp::builder().clerk(&clerk).spawn().await;
     for (svix, id) in [("msg_alice", "user_alice"), ("msg_bob", "user_bob")] {
         let body = user_event(
             "user.created",
@@ -21,16 +21,16 @@ async fn setup() -> (FakeClerk, TestApp, String) {
             1,
             None,
         );
-        assert_eq!(app.post_signed(svix, &body).await.status(), 202);
+        assert_eq!(app.post_webhook(svix, &body).await.status(), 202);
     }
     assert_eq!(
-        app.post_signed("msg_session", &fixture("session.created"))
+        app.post_webhook("msg_session", &fixture("session.created"))
             .await
             .status(),
         200
     );
     assert_eq!(
-        app.post_signed("msg_garbage", b"{\"type\": 42}")
+        app.post_webhook("msg_garbage", b"{\"type\": 42}")
             .await
             .status(),
         400
@@ -177,7 +177,7 @@ async fn an_operator_filters_replays_and_retries_in_the_browser() {
             browser.count(&row).await == 0
         })
         .await;
-    wait_for_idle_queue(app.pool(), WAIT).await;
+    app.queue().wait_for_idle(WAIT).await;
     assert!(user(app.pool(), "user_ghost").await.is_some());
     browser.screenshot("/tmp/authsync-admin.png").await;
     worker.stop().await;
@@ -217,7 +217,7 @@ async fn the_console_page_carries_no_data_and_a_strict_policy() {
 #[tokio::test]
 async fn an_admin_signed_in_by_cookie_confirms_held_deletions_in_the_browser() {
     let clerk = FakeClerk::start().await;
-    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    let mut app = TestApp::builder().clerk(&clerk).spawn().await;
     app.ctx.reconcile.max_deletions = 1;
     let with_clerk = app.ctx.clerk.take();
     for (id, role) in [
@@ -232,7 +232,7 @@ async fn an_admin_signed_in_by_cookie_confirms_held_deletions_in_the_browser() {
             1,
             role,
         );
-        assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
+        assert_eq!(app.post_webhook(&new_svix_id(), &body).await.status(), 202);
     }
     app.drain().await;
     app.ctx.clerk = with_clerk;

@@ -175,7 +175,7 @@ async fn scenario(
     let mut first = round_one(tag, n);
     shuffle(&mut first);
     post_all_at_once(app, &first).await;
-    wait_for_idle_queue(app.pool(), Duration::from_secs(60)).await;
+    app.queue().wait_for_idle(Duration::from_secs(60)).await;
     let round_one_took = started.elapsed();
     eprintln!(
         "{tag}: round one, {} events, drained in {round_one_took:?}",
@@ -195,7 +195,7 @@ async fn scenario(
     let mut second = round_two(tag, deleted);
     shuffle(&mut second);
     post_all_at_once(app, &second).await;
-    wait_for_idle_queue(app.pool(), Duration::from_secs(60)).await;
+    app.queue().wait_for_idle(Duration::from_secs(60)).await;
     eprintln!(
         "{tag}: both rounds, {} events, drained in {:?}",
         first.len() + second.len(),

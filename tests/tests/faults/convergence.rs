@@ -119,7 +119,7 @@ async fn shuffled_deliveries_through_http_and_two_workers_converge() {
     let expected_app = TestApp::spawn().await;
     for body in &in_order {
         assert!(expected_app
-            .post_signed(&new_svix_id(), body)
+            .post_webhook(&new_svix_id(), body)
             .await
             .status()
             .is_success());
@@ -144,7 +144,7 @@ async fn shuffled_deliveries_through_http_and_two_workers_converge() {
     ];
     let mut accepted = 0;
     for chunk in deliveries.chunks(8) {
-        let sends = chunk.iter().map(|(id, body)| app.post_signed(id, body));
+        let sends = chunk.iter().map(|(id, body)| app.post_webhook(id, body));
         for resp in futures::future::join_all(sends).await {
             match resp.status().as_u16() {
                 202 => accepted += 1,
@@ -158,7 +158,9 @@ async fn shuffled_deliveries_through_http_and_two_workers_converge() {
         in_order.len(),
         "each distinct svix-id accepted once"
     );
-    wait_for_idle_queue(app.pool(), std::time::Duration::from_secs(120)).await;
+    app.queue()
+        .wait_for_idle(std::time::Duration::from_secs(120))
+        .await;
     for w in &mut workers {
         assert!(w.terminate().success(), "worker exits cleanly on SIGTERM");
     }

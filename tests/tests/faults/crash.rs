@@ -29,7 +29,7 @@ async fn jobs_of_a_killed_worker_are_finished_by_another() {
             1,
             None,
         );
-        assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
+        assert_eq!(app.post_webhook(&new_svix_id(), &body).await.status(), 202);
     }
     for i in 0..200 {
         let body = user_event(
@@ -39,7 +39,7 @@ async fn jobs_of_a_killed_worker_are_finished_by_another() {
             1,
             None,
         );
-        assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
+        assert_eq!(app.post_webhook(&new_svix_id(), &body).await.status(), 202);
     }
     // Wait until A holds the blocked jobs.
     let start = Instant::now();
@@ -64,7 +64,7 @@ async fn jobs_of_a_killed_worker_are_finished_by_another() {
 
     let _b = WorkerProcess::start(&app.db.url, &mail_env);
     let recovered_by = Instant::now();
-    wait_for_idle_queue(app.pool(), Duration::from_secs(150)).await;
+    app.queue().wait_for_idle(Duration::from_secs(150)).await;
     eprintln!("orphaned jobs recovered in {:?}", recovered_by.elapsed());
 
     let rows = users(app.pool()).await;
@@ -177,7 +177,7 @@ async fn repeated_kill_9_during_a_stream_loses_and_doubles_nothing() {
     stream.await.unwrap();
     // Orphans are recovered once their worker is silent for 20 s; claimed mails after the
     // 45 s lease.
-    wait_for_idle_queue(app.pool(), Duration::from_secs(240)).await;
+    app.queue().wait_for_idle(Duration::from_secs(240)).await;
     eprintln!(
         "{kills} workers killed; drained after {:?}",
         started.elapsed()

@@ -114,7 +114,9 @@ async fn post_all(address: &str, range: std::ops::Range<usize>) -> Vec<(u16, Str
 
 /// Every event is processed and every user provisioned once.
 async fn assert_all_processed(p: &Pooled, users: i64) {
-    wait_for_idle_queue(&p.db.pool, Duration::from_secs(60)).await;
+    tests::queue::Queue::on(&p.db.pool)
+        .wait_for_idle(Duration::from_secs(60))
+        .await;
     assert_eq!(
         p.count("SELECT count(*) FROM users WHERE clerk_user_id LIKE 'user_pooled%'")
             .await,
@@ -232,7 +234,9 @@ async fn fallback_long_poll(mode: Mode) {
     let done: Value = poll.await.unwrap().json().await.unwrap();
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["user"]["clerk_user_id"], ALICE);
-    wait_for_idle_queue(&p.db.pool, Duration::from_secs(30)).await;
+    tests::queue::Queue::on(&p.db.pool)
+        .wait_for_idle(Duration::from_secs(30))
+        .await;
 }
 
 #[tokio::test]
@@ -275,7 +279,9 @@ async fn restart_during_intake(mode: Mode) {
         answers.len() - accepted.len()
     );
     let _worker = p.worker(&[]);
-    wait_for_idle_queue(&p.db.pool, Duration::from_secs(60)).await;
+    tests::queue::Queue::on(&p.db.pool)
+        .wait_for_idle(Duration::from_secs(60))
+        .await;
     let processed: Vec<String> =
         sqlx::query_scalar("SELECT svix_id FROM webhook_events WHERE status = 'processed'")
             .fetch_all(&p.db.pool)

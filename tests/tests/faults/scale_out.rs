@@ -194,7 +194,7 @@ async fn processes_share_a_stream(workers: usize, events: usize) {
         .await
         .unwrap();
     assert_eq!(posted, events);
-    wait_for_idle_queue(app.pool(), Duration::from_secs(60)).await;
+    app.queue().wait_for_idle(Duration::from_secs(60)).await;
 
     assert_each_event_done_once(&app, &sink, "scale", events).await;
     let jobs_done: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
@@ -287,7 +287,7 @@ async fn rolling_restart_under_intake_fails_loses_and_repeats_nothing() {
     }
     stop.store(true, Ordering::SeqCst);
     let posted = intake.await.unwrap();
-    wait_for_idle_queue(app.pool(), Duration::from_secs(60)).await;
+    app.queue().wait_for_idle(Duration::from_secs(60)).await;
     eprintln!(
         "rolling restart of 3 workers in {:?} during {posted} deliveries",
         restarts.elapsed()

@@ -12,7 +12,7 @@ const ALICE: &str = "user_2abcFakeAlice0000000000001";
 async fn setup() -> (FakeClerk, TestApp, RunningWorker) {
     let clerk = FakeClerk::start().await;
     clerk.put_user(fixture_json("user.created")["data"].clone());
-    let app = TestApp::spawn_with_clerk(&clerk).await;
+    let app = TestApp::builder().clerk(&clerk).spawn().await;
     let settings = WorkerSettings {
         poll_interval: Duration::from_millis(100),
         ..Default::default()
@@ -38,7 +38,7 @@ async fn the_setup_page_provisions_and_redirects() {
         })
         .await;
     assert!(user(app.pool(), ALICE).await.is_some());
-    wait_for_idle_queue(app.pool(), Duration::from_secs(20)).await;
+    app.queue().wait_for_idle(Duration::from_secs(20)).await;
 }
 
 #[tokio::test]
@@ -96,6 +96,6 @@ async fn after_ten_failed_attempts_the_page_shows_the_reference_and_can_try_agai
         )
         .await;
     assert!(user(app.pool(), ALICE).await.is_some());
-    wait_for_idle_queue(app.pool(), Duration::from_secs(20)).await;
+    app.queue().wait_for_idle(Duration::from_secs(20)).await;
     app.allow_unfinished_jobs = true; // the first job failed for good, on purpose
 }

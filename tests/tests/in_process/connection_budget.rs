@@ -72,7 +72,9 @@ async fn jobs_wait_for_a_connection_of_a_small_pool_instead_of_failing() {
             ..Default::default()
         },
     );
-    wait_for_idle_queue(&db.pool, Duration::from_secs(90)).await;
+    tests::queue::Queue::on(&db.pool)
+        .wait_for_idle(Duration::from_secs(90))
+        .await;
     worker.stop().await;
 
     // Assert: every job succeeded at its first attempt.
@@ -92,7 +94,7 @@ async fn an_urgent_job_gets_a_connection_of_the_default_pool_under_a_webhook_bac
     // concurrency.
     let clerk = FakeClerk::start().await;
     clerk.put_user(fixture_json("user.created")["data"].clone());
-    let app = TestApp::spawn_with_clerk(&clerk).await;
+    let app = TestApp::builder().clerk(&clerk).spawn().await;
     let template = match jobs::clerk::ClerkEvent::parse(&fixture("user.created"))
         .unwrap()
         .kind

@@ -166,7 +166,7 @@ async fn a_provision_blocked_on_a_row_lock_times_out_then_succeeds_once_released
         None,
     );
     assert_eq!(
-        app.post_signed(&new_svix_id(), &created).await.status(),
+        app.post_webhook(&new_svix_id(), &created).await.status(),
         202
     );
     assert_eq!(app.drain().await.succeeded, 1);
@@ -186,7 +186,7 @@ async fn a_provision_blocked_on_a_row_lock_times_out_then_succeeds_once_released
         None,
     );
     let svix = new_svix_id();
-    assert_eq!(app.post_signed(&svix, &updated).await.status(), 202);
+    assert_eq!(app.post_webhook(&svix, &updated).await.status(), 202);
 
     let report = tokio::time::timeout(Duration::from_secs(40), app.drain())
         .await

@@ -19,14 +19,17 @@ async fn post_from(app: &TestApp, xff: Option<&str>) -> (u16, serde_json::Value)
 
 #[tokio::test]
 async fn without_trusted_proxies_the_peer_address_decides() {
-    let allowed =
-        TestApp::spawn_with(|c| c.ip_filter.allow = parse_cidrs("A", "127.0.0.0/8").unwrap()).await;
+    let allowed = TestApp::builder()
+        .configure(|c| c.ip_filter.allow = parse_cidrs("A", "127.0.0.0/8").unwrap())
+        .spawn()
+        .await;
     assert_eq!(post_from(&allowed, None).await.0, 202);
     allowed.drain().await;
 
-    let denied =
-        TestApp::spawn_with(|c| c.ip_filter.allow = parse_cidrs("A", "203.0.113.0/24").unwrap())
-            .await;
+    let denied = TestApp::builder()
+        .configure(|c| c.ip_filter.allow = parse_cidrs("A", "203.0.113.0/24").unwrap())
+        .spawn()
+        .await;
     let (status, body) = post_from(&denied, None).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
@@ -43,11 +46,13 @@ async fn without_trusted_proxies_the_peer_address_decides() {
 
 #[tokio::test]
 async fn behind_a_trusted_proxy_forwarded_for_decides() {
-    let app = TestApp::spawn_with(|c| {
-        c.ip_filter.allow = parse_cidrs("A", "203.0.113.0/24").unwrap();
-        c.ip_filter.trusted_proxies = parse_cidrs("T", "127.0.0.1").unwrap();
-    })
-    .await;
+    let app = TestApp::builder()
+        .configure(|c| {
+            c.ip_filter.allow = parse_cidrs("A", "203.0.113.0/24").unwrap();
+            c.ip_filter.trusted_proxies = parse_cidrs("T", "127.0.0.1").unwrap();
+        })
+        .spawn()
+        .await;
     assert_eq!(post_from(&app, Some("203.0.113.7")).await.0, 202);
     assert_eq!(post_from(&app, Some("198.51.100.1")).await.0, 403);
     assert_eq!(
@@ -68,11 +73,13 @@ async fn behind_a_trusted_proxy_forwarded_for_decides() {
 /// count. Nothing is stored for a refused delivery.
 #[tokio::test]
 async fn an_unparsable_forwarded_hop_is_refused() {
-    let app = TestApp::spawn_with(|c| {
-        c.ip_filter.allow = parse_cidrs("A", "203.0.113.0/24, 2001:db8::/32").unwrap();
-        c.ip_filter.trusted_proxies = parse_cidrs("T", "127.0.0.1").unwrap();
-    })
-    .await;
+    let app = TestApp::builder()
+        .configure(|c| {
+            c.ip_filter.allow = parse_cidrs("A", "203.0.113.0/24, 2001:db8::/32").unwrap();
+            c.ip_filter.trusted_proxies = parse_cidrs("T", "127.0.0.1").unwrap();
+        })
+        .spawn()
+        .await;
     let cases: &[(&str, &str)] = &[
         ("ipv4 with port", "203.0.113.7, 198.51.100.1:4711"),
         ("allowed ipv4 with port (strict)", "203.0.113.7:4711"),

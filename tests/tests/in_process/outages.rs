@@ -20,7 +20,7 @@ async fn count(app: &TestApp, sql: &'static str) -> i64 {
 async fn slow_clerk_and_smtp_outage_back_off_without_starving_the_urgent_lane() {
     let clerk = FakeClerk::start().await;
     let sink = SmtpSink::start().await;
-    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    let mut app = TestApp::builder().clerk(&clerk).spawn().await;
     let mailer = SmtpMailer::new(&sink.url(), "authsync <hi@authsync.test>".parse().unwrap());
     app.ctx = app.ctx.clone().with_mailer(Arc::new(mailer.unwrap()));
     let user_json = |id: &str| {
@@ -55,7 +55,7 @@ async fn slow_clerk_and_smtp_outage_back_off_without_starving_the_urgent_lane() 
             1,
             None,
         );
-        assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
+        assert_eq!(app.post_webhook(&new_svix_id(), &body).await.status(), 202);
     }
     // The ordinary lane fills up with slow write-backs, and welcome emails start failing.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -109,7 +109,7 @@ async fn slow_clerk_and_smtp_outage_back_off_without_starving_the_urgent_lane() 
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
-    wait_for_idle_queue(app.pool(), Duration::from_secs(120)).await;
+    app.queue().wait_for_idle(Duration::from_secs(120)).await;
     fast_forward.abort();
     worker.stop().await;
     assert_eq!(users(app.pool()).await.len(), USERS + 1);

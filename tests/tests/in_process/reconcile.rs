@@ -21,7 +21,7 @@ fn clerk_user(id: &str, email: &str, updated_at: i64, created_at: i64) -> Value 
 #[tokio::test]
 async fn drift_is_repaired_in_both_directions_through_a_rate_limit() {
     let clerk = FakeClerk::start().await;
-    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    let mut app = TestApp::builder().clerk(&clerk).spawn().await;
     // Seed our side without metadata write-back, which would itself move Clerk's versions.
     let with_clerk = app.ctx.clerk.take();
     // In step: u1..u4. Stale here: u5 (Clerk has a newer version). Missing here: u6, u7.
@@ -41,11 +41,11 @@ async fn drift_is_repaired_in_both_directions_through_a_rate_limit() {
             10,
             None,
         );
-        assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
+        assert_eq!(app.post_webhook(&new_svix_id(), &body).await.status(), 202);
     }
     // Here but gone from Clerk: u8.
     assert_eq!(
-        app.post_signed(
+        app.post_webhook(
             &new_svix_id(),
             &user_event("user.created", "user_r8", Some("r8@example.com"), 10, None)
         )
@@ -135,7 +135,7 @@ async fn seed(app: &mut TestApp, n: usize) {
             10,
             *role,
         );
-        assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
+        assert_eq!(app.post_webhook(&new_svix_id(), &body).await.status(), 202);
     }
     app.drain().await;
     app.ctx.clerk = with_clerk;
@@ -179,7 +179,7 @@ async fn run_reconcile(app: &TestApp, token: &str) -> String {
 #[tokio::test]
 async fn a_backend_that_knows_none_of_our_users_deletes_nobody_until_an_operator_confirms() {
     let clerk = FakeClerk::start().await;
-    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    let mut app = TestApp::builder().clerk(&clerk).spawn().await;
     app.ctx.reconcile.session_jwks_url = Some(clerk.jwks_url()); // same instance: check passes
     seed(&mut app, 11).await;
     // Clerk lists nobody and answers 404 for each of our 12 users: more than the default 10.
@@ -255,7 +255,7 @@ async fn a_backend_that_knows_none_of_our_users_deletes_nobody_until_an_operator
 #[tokio::test]
 async fn a_secret_key_of_another_instance_fails_the_run_and_changes_nothing() {
     let clerk = FakeClerk::start().await;
-    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    let mut app = TestApp::builder().clerk(&clerk).spawn().await;
     app.allow_unfinished_jobs = true; // the refused run stays dead, for the operator to see
     app.ctx.reconcile.session_jwks_url = Some(clerk.jwks_url());
     clerk.serve_backend_keys(&["foreign"]);
@@ -331,7 +331,7 @@ async fn a_secret_key_of_another_instance_fails_the_run_and_changes_nothing() {
 #[tokio::test]
 async fn deletions_up_to_the_limit_apply_at_once() {
     let clerk = FakeClerk::start().await;
-    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    let mut app = TestApp::builder().clerk(&clerk).spawn().await;
     app.ctx.reconcile.max_deletions = 3;
     seed(&mut app, 3).await;
     let mut admin = fixture_json("user.created")["data"].clone();
@@ -371,7 +371,7 @@ async fn deletions_up_to_the_limit_apply_at_once() {
 #[tokio::test]
 async fn a_hold_nobody_confirmed_is_superseded_by_the_next_run_and_cannot_be_confirmed() {
     let clerk = FakeClerk::start().await;
-    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    let mut app = TestApp::builder().clerk(&clerk).spawn().await;
     seed(&mut app, 11).await;
     // A run while the Backend API lists nobody (a wrong key) holds all 12 users.
     let first = run_reconcile(&app, ADMIN_TOKEN).await;

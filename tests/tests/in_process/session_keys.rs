@@ -24,21 +24,23 @@ async fn me(client: &reqwest::Client, app: &TestApp, token: &str) -> u16 {
 async fn expired_keys_keep_answering_while_the_jwks_url_hangs() {
     // Arrange: keys count as stale the moment they are fetched, and a provisioned user.
     let clerk = FakeClerk::start().await;
-    let app = TestApp::spawn_with(|c| {
-        c.session = Some(SessionConfig {
-            jwks_url: clerk.jwks_url(),
-            issuer: clerk.issuer(),
-            authorized_parties: vec![AUTHORIZED_PARTY.to_owned()],
-            key_ttl: Duration::ZERO,
+    let app = TestApp::builder()
+        .configure(|c| {
+            c.session = Some(SessionConfig {
+                jwks_url: clerk.jwks_url(),
+                issuer: clerk.issuer(),
+                authorized_parties: vec![AUTHORIZED_PARTY.to_owned()],
+                key_ttl: Duration::ZERO,
+            })
         })
-    })
-    .await;
+        .spawn()
+        .await;
     let user = fixture_json("user.created")["data"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
     assert_eq!(
-        app.post_signed(&new_svix_id(), &fixture("user.created"))
+        app.post_webhook(&new_svix_id(), &fixture("user.created"))
             .await
             .status(),
         202

@@ -72,7 +72,7 @@ async fn app_with_mail(sink: &SmtpSink, roots: Option<&[u8]>) -> TestApp {
 
 async fn sign_up(app: &TestApp) {
     let resp = app
-        .post_signed(&new_svix_id(), &fixture("user.created"))
+        .post_webhook(&new_svix_id(), &fixture("user.created"))
         .await;
     assert_eq!(resp.status(), 202);
 }

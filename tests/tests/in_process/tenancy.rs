@@ -10,7 +10,7 @@ const BOB: &str = "user_2abcFakeBobPhone00000000001";
 const MEM: &str = "orgmem_2abcFakeBobInAcme0000001";
 
 async fn deliver(app: &TestApp, body: &[u8]) {
-    let status = app.post_signed(&new_svix_id(), body).await.status();
+    let status = app.post_webhook(&new_svix_id(), body).await.status();
     assert!(status == 202 || status == 200, "delivery answered {status}");
     let r = app.drain().await;
     assert_eq!((r.retrying, r.exhausted, r.killed), (0, 0, 0), "{r:?}");
@@ -374,7 +374,7 @@ async fn row_level_security_shows_each_user_only_their_rows() {
 #[tokio::test]
 async fn get_me_reads_the_callers_rows_under_rls() {
     let clerk = FakeClerk::start().await;
-    let app = TestApp::spawn_with_clerk(&clerk).await;
+    let app = TestApp::builder().clerk(&clerk).spawn().await;
     two_users_two_orgs(&app).await;
     let resp = app
         .client

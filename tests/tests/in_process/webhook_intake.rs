@@ -28,7 +28,7 @@ async fn job_count(app: &TestApp) -> i64 {
 async fn signed_user_created_is_stored_with_its_job_and_answered_202() {
     let app = TestApp::spawn().await;
     let id = new_svix_id();
-    let (status, body) = json(app.post_signed(&id, &fixture("user.created")).await).await;
+    let (status, body) = json(app.post_webhook(&id, &fixture("user.created")).await).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["status"], "accepted");
     assert_eq!(body["job_ids"].as_array().unwrap().len(), 1);
@@ -206,7 +206,7 @@ async fn oversized_bodies_get_413_with_or_without_content_length() {
     let app = TestApp::spawn().await;
     let big = vec![b' '; api::config::DEFAULT_BODY_LIMIT + 1];
     let id = new_svix_id();
-    let (status, body) = json(app.post_signed(&id, &big).await).await;
+    let (status, body) = json(app.post_webhook(&id, &big).await).await;
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"]["code"], "payload_too_large");
 
@@ -264,7 +264,7 @@ async fn signed_but_unparseable_bodies_are_400_and_recorded_as_rejected() {
     ];
     for (name, body, want) in cases {
         let id = new_svix_id();
-        let (status, resp) = json(app.post_signed(&id, body).await).await;
+        let (status, resp) = json(app.post_webhook(&id, body).await).await;
         assert_eq!(status, 400, "{name}: {resp}");
         assert_eq!(resp["error"]["code"], "unparseable_event", "{name}");
         assert!(
@@ -312,7 +312,7 @@ async fn parse_errors_are_answered_and_stored_without_the_values() {
     for (name, body, path, value) in cases {
         let id = new_svix_id();
         let (status, resp) = json(
-            app.post_signed(&id, &serde_json::to_vec(&body).unwrap())
+            app.post_webhook(&id, &serde_json::to_vec(&body).unwrap())
                 .await,
         )
         .await;
@@ -353,7 +353,7 @@ async fn known_but_unhandled_and_unknown_types_are_200_ignored_and_recorded() {
     ];
     for (event_type, body) in cases {
         let id = new_svix_id();
-        let (status, resp) = json(app.post_signed(&id, &body).await).await;
+        let (status, resp) = json(app.post_webhook(&id, &body).await).await;
         assert_eq!(status, 200, "{event_type}: {resp}");
         assert_eq!(resp["status"], "ignored");
         assert_eq!(
@@ -369,15 +369,15 @@ async fn a_repeated_svix_id_is_200_duplicate_and_enqueues_nothing() {
     let app = TestApp::spawn().await;
     let id = new_svix_id();
     let body = fixture("user.created");
-    assert_eq!(app.post_signed(&id, &body).await.status(), 202);
-    let (status, resp) = json(app.post_signed(&id, &body).await).await;
+    assert_eq!(app.post_webhook(&id, &body).await.status(), 202);
+    let (status, resp) = json(app.post_webhook(&id, &body).await).await;
     assert_eq!(status, 200);
     assert_eq!(resp["status"], "duplicate");
     assert_eq!(job_count(&app).await, 1);
     app.drain().await;
     // After processing, a late redelivery is still a duplicate.
     assert_eq!(
-        json(app.post_signed(&id, &body).await).await.1["status"],
+        json(app.post_webhook(&id, &body).await).await.1["status"],
         "duplicate"
     );
     assert_eq!(job_count(&app).await, 1);
@@ -388,7 +388,7 @@ async fn concurrent_duplicates_store_one_event_and_one_job() {
     let app = TestApp::spawn().await;
     let id = new_svix_id();
     let body = fixture("user.created");
-    let sends = (0..50).map(|_| app.post_signed(&id, &body));
+    let sends = (0..50).map(|_| app.post_webhook(&id, &body));
     let statuses: Vec<u16> = futures::future::join_all(sends)
         .await
         .iter()
@@ -413,15 +413,15 @@ async fn an_unreachable_database_is_503_with_retry_after_and_never_2xx() {
     // A database URL nothing listens on: the api starts (lazy pool) but cannot store events.
     let db = TestDb::new().await;
     let broken = db.url.replacen(&format!(":{}", db_port(&db.url)), ":1", 1);
-    let app = TestApp::spawn_with_api_database(db, broken).await;
+    let app = TestApp::builder().db(db).api_database(broken).spawn().await;
     let body = fixture("user.created");
-    let resp = app.post_signed(&new_svix_id(), &body).await;
+    let resp = app.post_webhook(&new_svix_id(), &body).await;
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "5");
     let (_, resp) = json(resp).await;
     assert_eq!(resp["error"]["code"], "unavailable");
     // Signed but unparseable: cannot be recorded either, so it is 503 too (Svix will retry).
-    let resp = app.post_signed(&new_svix_id(), b"garbage").await;
+    let resp = app.post_webhook(&new_svix_id(), b"garbage").await;
     assert_eq!(resp.status(), 503);
     let ready = app
         .client
@@ -514,8 +514,10 @@ async fn an_accepted_webhook_wakes_an_idle_worker_without_its_poll() {
         1,
         None,
     );
-    assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
-    wait_for_idle_queue(app.pool(), std::time::Duration::from_secs(10)).await;
+    assert_eq!(app.post_webhook(&new_svix_id(), &body).await.status(), 202);
+    app.queue()
+        .wait_for_idle(std::time::Duration::from_secs(10))
+        .await;
     assert!(user(app.pool(), "user_woken").await.is_some());
     worker.stop().await;
 }
@@ -542,7 +544,9 @@ async fn concurrent_deliveries_each_get_their_own_event_and_jobs() {
     let sends = events
         .iter()
         .chain(events.iter().step_by(4))
-        .map(|(id, body)| async move { (id.clone(), json(app.post_signed(id, body).await).await) });
+        .map(
+            |(id, body)| async move { (id.clone(), json(app.post_webhook(id, body).await).await) },
+        );
     let answers = futures::future::join_all(sends).await;
     let mut accepted = std::collections::HashMap::new();
     let mut duplicates = 0;
@@ -608,7 +612,7 @@ async fn a_delivery_the_database_refuses_fails_alone() {
         async move {
             (
                 id.clone(),
-                app.post_signed(id, &body).await.status().as_u16(),
+                app.post_webhook(id, &body).await.status().as_u16(),
             )
         }
     });

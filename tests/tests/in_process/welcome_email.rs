@@ -59,11 +59,11 @@ async fn twenty_users_with_duplicate_deliveries_get_exactly_twenty_mails() {
         ));
     }
     for (id, body) in &deliveries {
-        assert!(app.post_signed(id, body).await.status().is_success());
+        assert!(app.post_webhook(id, body).await.status().is_success());
     }
     // A phone-only user gets nothing.
     assert!(app
-        .post_signed(&new_svix_id(), &fixture("user.created.no-email"))
+        .post_webhook(&new_svix_id(), &fixture("user.created.no-email"))
         .await
         .status()
         .is_success());
@@ -106,7 +106,7 @@ async fn an_smtp_outage_is_retried_then_the_mail_is_sent_once() {
     let app = app_with_mail(&sink).await;
     sink.refuse(2);
     assert_eq!(
-        app.post_signed(&new_svix_id(), &fixture("user.created"))
+        app.post_webhook(&new_svix_id(), &fixture("user.created"))
             .await
             .status(),
         202
@@ -137,7 +137,7 @@ async fn a_claim_left_by_a_crashed_worker_is_taken_over_after_the_lease() {
     let sink = SmtpSink::start().await;
     let app = app_with_mail(&sink).await;
     assert_eq!(
-        app.post_signed(&new_svix_id(), &fixture("user.created"))
+        app.post_webhook(&new_svix_id(), &fixture("user.created"))
             .await
             .status(),
         202
@@ -273,7 +273,11 @@ async fn the_welcome_mail_waits_for_a_verified_address_and_goes_once() {
     for (name, addr, steps) in cases {
         for (i, (svix_id, body, mails)) in steps.into_iter().enumerate() {
             let svix_id = svix_id.map_or_else(new_svix_id, str::to_owned);
-            assert!(app.post_signed(&svix_id, &body).await.status().is_success());
+            assert!(app
+                .post_webhook(&svix_id, &body)
+                .await
+                .status()
+                .is_success());
             let report = app.drain().await;
             assert_eq!(
                 (report.retrying, report.exhausted, report.killed),

@@ -43,10 +43,10 @@ async fn the_api_counts_webhooks_by_type_and_outcome_and_reports_queue_depth() {
 
     let id = new_svix_id();
     let body = fixture("user.created");
-    assert_eq!(app.post_signed(&id, &body).await.status(), 202);
-    assert_eq!(app.post_signed(&id, &body).await.status(), 200);
+    assert_eq!(app.post_webhook(&id, &body).await.status(), 202);
+    assert_eq!(app.post_webhook(&id, &body).await.status(), 200);
     assert_eq!(
-        app.post_signed(&new_svix_id(), &fixture("session.created"))
+        app.post_webhook(&new_svix_id(), &fixture("session.created"))
             .await
             .status(),
         200
@@ -57,7 +57,7 @@ async fn the_api_counts_webhooks_by_type_and_outcome_and_reports_queue_depth() {
         401
     );
     assert_eq!(
-        app.post_signed(&new_svix_id(), b"nonsense").await.status(),
+        app.post_webhook(&new_svix_id(), b"nonsense").await.status(),
         400
     );
 
@@ -133,12 +133,14 @@ async fn a_worker_serves_health_and_metrics_on_its_own_port() {
     let port = free_port();
     let _worker = WorkerProcess::start(&app.db.url, &[("WORKER_METRICS_PORT", &port.to_string())]);
     assert_eq!(
-        app.post_signed(&new_svix_id(), &fixture("user.created"))
+        app.post_webhook(&new_svix_id(), &fixture("user.created"))
             .await
             .status(),
         202
     );
-    wait_for_idle_queue(app.pool(), std::time::Duration::from_secs(30)).await;
+    app.queue()
+        .wait_for_idle(std::time::Duration::from_secs(30))
+        .await;
     let start = std::time::Instant::now();
     let health = loop {
         match reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
