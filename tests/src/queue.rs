@@ -64,7 +64,7 @@ pub struct JobRow {
     pub last_result: Option<serde_json::Value>,
     /// Milliseconds until `run_at` (negative: due).
     pub due_in_ms: f64,
-    /// The svix id in the job's metadata, if it came from a webhook.
+    /// The svix id in the job's metadata (an hstore), if it came from a webhook.
     pub svix_id: Option<String>,
 }
 
@@ -87,7 +87,7 @@ type RawRow = (
 );
 
 const ROW: &str = "SELECT id, job_type, status, attempts, max_attempts, last_result, \
-     (extract(epoch from run_at - now()) * 1000)::float8, metadata ->> 'svix_id' FROM apalis.jobs";
+     (extract(epoch from run_at - now()) * 1000)::float8, metadata -> 'svix_id' FROM apalis.jobs";
 
 fn row(r: RawRow) -> JobRow {
     JobRow {

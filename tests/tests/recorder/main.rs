@@ -3,3 +3,7 @@
 
 mod metrics;
 mod readiness;
+
+/// Held by each test of this binary for its whole run: the recorder's gauges are shared, so
+/// they take turns (one api's pool of 2 would otherwise show in another's `main` gauges).
+static RECORDER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

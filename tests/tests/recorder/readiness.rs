@@ -59,6 +59,7 @@ async fn hold_all(pool: &sqlx::PgPool) -> Vec<sqlx::pool::PoolConnection<sqlx::P
 
 #[tokio::test]
 async fn the_api_is_not_ready_while_its_pool_stays_saturated_and_recovers_after() {
+    let _turn = crate::RECORDER.lock().await;
     // Arrange: the real api with a pool of 2 and a threshold of 1 s.
     let db = TestDb::new().await;
     let url = db.url.clone();
