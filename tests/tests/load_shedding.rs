@@ -5,6 +5,7 @@
 use futures::future::join_all;
 use serde_json::Value;
 use std::time::{Duration, Instant};
+use tests::bodies::SyncAnswer;
 use tests::fake_clerk::{self, FakeClerk};
 use tests::processes::ApiProcess;
 use tests::*;
@@ -219,8 +220,8 @@ async fn a_plain_read_is_not_a_wait_and_ended_waits_free_their_place() {
         .await;
     app.allow_unfinished_jobs = true;
     let token = clerk.token(ALICE);
-    let started: Value = app.sync(&token).await.json().await.unwrap();
-    let job_id = started["job_id"].as_str().unwrap().to_owned();
+    let (_, started) = parse::<SyncAnswer>(app.sync(&token).await).await;
+    let job_id = started.job_id().to_owned();
 
     let open = async {
         // Retried while a probe below holds the place for its millisecond.
@@ -238,8 +239,7 @@ async fn a_plain_read_is_not_a_wait_and_ended_waits_free_their_place() {
         loop {
             let r = app.job(&token, &job_id, Some(1)).await;
             if r.status() == 429 {
-                let body: Value = r.json().await.unwrap();
-                assert_eq!(body["error"]["code"], "too_many_waiters");
+                assert_eq!(error_code(r).await, (429, "too_many_waiters".to_owned()));
                 break;
             }
             assert!(

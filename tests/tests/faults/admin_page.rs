@@ -3,6 +3,7 @@
 
 use jobs::queue::WorkerSettings;
 use std::time::Duration;
+use tests::bodies::SyncAnswer;
 use tests::browser::Browser;
 use tests::fake_clerk::FakeClerk;
 use tests::*;
@@ -36,10 +37,9 @@ async fn setup() -> (FakeClerk, TestApp, String) {
         400
     );
     // A fallback for a user Clerk does not know: fatal, so the job is dead.
-    let sync = app.sync(&clerk.token("user_ghost")).await;
-    assert_eq!(sync.status(), 202);
-    let body: serde_json::Value = sync.json().await.unwrap();
-    let dead_job = body["job_id"].as_str().unwrap().to_owned();
+    let (status, started) = parse::<SyncAnswer>(app.sync(&clerk.token("user_ghost")).await).await;
+    assert_eq!(status, 202);
+    let dead_job = started.job_id().to_owned();
     let report = app.drain().await;
     assert_eq!(report.killed, 1, "{report:?}");
     (clerk, app, dead_job)
@@ -186,12 +186,7 @@ async fn an_operator_filters_replays_and_retries_in_the_browser() {
 #[tokio::test]
 async fn the_console_page_carries_no_data_and_a_strict_policy() {
     let app = TestApp::spawn().await;
-    let resp = app
-        .client
-        .get(format!("{}/admin", app.address))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.admin_page().await;
     assert_eq!(resp.status(), 200);
     let csp = resp.headers()["content-security-policy"]
         .to_str()
@@ -199,12 +194,7 @@ async fn the_console_page_carries_no_data_and_a_strict_policy() {
         .to_owned();
     assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
     assert_eq!(resp.headers()["cache-control"], "no-store");
-    let script = app
-        .client
-        .get(format!("{}/admin.js", app.address))
-        .send()
-        .await
-        .unwrap();
+    let script = app.admin_script().await;
     assert_eq!(script.status(), 200);
     assert!(script.headers()["content-type"]
         .to_str()

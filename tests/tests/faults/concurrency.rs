@@ -12,6 +12,7 @@ use serde_json::json;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use tests::processes::WorkerProcess;
+use tests::queue::Queue;
 use tests::*;
 
 /// Clerk versions: every event of the first round is older than every deletion.
@@ -152,15 +153,14 @@ async fn outcome(pool: &sqlx::PgPool, tag: &str) -> Outcome {
 /// Jobs that gave up, jobs that needed more than one attempt, and deadlocks Postgres detected
 /// in this database so far.
 async fn casualties(pool: &sqlx::PgPool) -> (i64, i64, i64) {
-    sqlx::query_as(
-        "SELECT (SELECT count(*) FROM apalis.jobs WHERE status = 'Killed' \
-                   OR (status = 'Failed' AND attempts >= max_attempts)), \
-                (SELECT count(*) FROM apalis.jobs WHERE attempts > 1), \
-                (SELECT deadlocks FROM pg_stat_database WHERE datname = current_database())",
+    let queue = Queue::on(pool);
+    let deadlocks: i64 = sqlx::query_scalar(
+        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
     )
     .fetch_one(pool)
     .await
-    .unwrap()
+    .unwrap();
+    (queue.dead().await, queue.retried().await, deadlocks)
 }
 
 /// Both rounds for `tag`, each posted at once in the order `shuffle` gives, then the checks.

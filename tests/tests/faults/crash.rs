@@ -44,12 +44,7 @@ async fn jobs_of_a_killed_worker_are_finished_by_another() {
     // Wait until A holds the blocked jobs.
     let start = Instant::now();
     loop {
-        let running: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM apalis.jobs WHERE status = 'Running' AND lock_by IS NOT NULL",
-        )
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+        let running = app.queue().claimed().await;
         if running >= blocked.len() as i64 {
             break;
         }
@@ -97,10 +92,7 @@ async fn jobs_of_a_killed_worker_are_finished_by_another() {
     recipients.dedup();
     assert_eq!(recipients.len(), 205);
     let _ = std::fs::remove_dir_all(&mail_dir);
-    let requeued: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE attempts > 1")
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let requeued = app.queue().retried().await;
     assert!(
         requeued >= blocked.len() as i64,
         "the blocked jobs ran again after recovery"
@@ -191,11 +183,7 @@ async fn repeated_kill_9_during_a_stream_loses_and_doubles_nothing() {
     .await
     .unwrap();
     assert_eq!((processed, total), (EVENTS as i64, EVENTS as i64));
-    let unfinished: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE status <> 'Done'")
-            .fetch_one(app.pool())
-            .await
-            .unwrap();
+    let unfinished = app.queue().unfinished(None).await;
     assert_eq!(unfinished, 0, "no job stuck");
 
     // One welcome email per user: one Message-ID per recipient, none missing.

@@ -5,6 +5,7 @@ use jobs::queue::WorkerSettings;
 use std::time::Duration;
 use tests::browser::Browser;
 use tests::fake_clerk::{FakeClerk, Scripted};
+use tests::queue::Queue;
 use tests::*;
 
 const ALICE: &str = "user_2abcFakeAlice0000000000001";
@@ -53,9 +54,7 @@ async fn after_ten_failed_attempts_the_page_shows_the_reference_and_can_try_agai
     let pool = app.pool().clone();
     let fast_forward = tokio::spawn(async move {
         loop {
-            let _ = sqlx::query("UPDATE apalis.jobs SET run_at = now() - interval '1 second' WHERE status = 'Failed' AND attempts < max_attempts AND run_at > now()")
-                .execute(&pool)
-                .await;
+            Queue::on(&pool).end_backoffs().await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
