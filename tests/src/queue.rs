@@ -228,9 +228,9 @@ impl<'a> Queue<'a> {
             .unwrap_or_else(|e| panic!("job {id}: {e}")))
     }
 
-    /// Every job of `job_type` (every type when `None`), by id.
-    pub async fn jobs(&self, job_type: Option<&str>) -> Vec<JobRow> {
-        let sql = format!("{ROW} WHERE $1::text IS NULL OR job_type = $1 ORDER BY id");
+    /// The rows matching `condition` (which may use `$1`, bound to `job_type`), by id.
+    async fn rows(&self, condition: &str, job_type: Option<&str>) -> Vec<JobRow> {
+        let sql = format!("{ROW} WHERE {condition} ORDER BY id");
         let rows: Vec<RawRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(job_type)
             .fetch_all(self.pool)
@@ -239,24 +239,25 @@ impl<'a> Queue<'a> {
         rows.into_iter().map(row).collect()
     }
 
+    /// Every job of `job_type` (every type when `None`), by id.
+    pub async fn jobs(&self, job_type: Option<&str>) -> Vec<JobRow> {
+        self.rows("$1::text IS NULL OR job_type = $1", job_type)
+            .await
+    }
+
     /// Jobs that will not run again, by id.
     pub async fn dead_jobs(&self) -> Vec<JobRow> {
-        let sql = format!("{ROW} WHERE {DEAD} ORDER BY id");
-        let rows: Vec<RawRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .fetch_all(self.pool)
+        self.rows(&format!("{DEAD} AND $1::text IS NULL"), None)
             .await
-            .unwrap();
-        rows.into_iter().map(row).collect()
     }
 
     /// Jobs that failed with attempts left, by id.
     pub async fn retrying_jobs(&self) -> Vec<JobRow> {
-        let sql = format!("{ROW} WHERE status = 'Failed' AND attempts < max_attempts ORDER BY id");
-        let rows: Vec<RawRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .fetch_all(self.pool)
-            .await
-            .unwrap();
-        rows.into_iter().map(row).collect()
+        self.rows(
+            "status = 'Failed' AND attempts < max_attempts AND $1::text IS NULL",
+            None,
+        )
+        .await
     }
 
     /// Makes job `id` due now (its backoff over).

@@ -107,12 +107,9 @@ fn round_two(tag: &str, deleted: &[bool]) -> Vec<Vec<u8>> {
 
 /// Posts every body at the same moment, in the given order; each must be accepted.
 async fn post_all_at_once(app: &TestApp, bodies: &[Vec<u8>]) {
-    let sends = bodies.iter().map(|b| {
-        let req = signed_webhook(&app.client, &app.address, &new_svix_id(), b);
-        async move {
-            let resp = req.send().await.unwrap();
-            (resp.status(), resp.text().await.unwrap_or_default())
-        }
+    let sends = bodies.iter().map(|b| async move {
+        let resp = app.post_webhook(&new_svix_id(), b).await;
+        (resp.status(), resp.text().await.unwrap_or_default())
     });
     for (status, body) in futures::future::join_all(sends).await {
         assert_eq!(status, 202, "{body}");
