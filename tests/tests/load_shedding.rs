@@ -35,16 +35,14 @@ async fn a_burst_of_long_polls_gets_429s_and_leaves_intake_fast() {
     let client = reqwest::Client::new();
     wait_until_ready(&client, &address).await;
     let token = clerk.token(ALICE);
-    let started: Value = client
+    let resp = client
         .post(format!("{address}/v1/sync"))
         .bearer_auth(&token)
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    let job_id = started["job_id"].as_str().unwrap().to_owned();
+    let (_, started) = parse::<SyncAnswer>(resp).await;
+    let job_id = started.job_id().to_owned();
 
     // The polls come from browsers and the webhooks from Svix: each client has a runtime of
     // its own, so neither waits behind the other in this process. The polls are plain HTTP/1.1
