@@ -76,6 +76,12 @@ impl<'a> TestAppBuilder<'a> {
             configure(&mut config);
         }
         let pool = jobs::db::pool(&config.database).unwrap();
+        // Pooler mode is process-wide (`jobs::db::pooler()`): set here, it would change every
+        // other test of this binary. Such a test runs the api as a process (tests/faults/).
+        assert!(
+            !jobs::db::pooler(),
+            "an in-process api in transaction-pooler mode: run it as a process"
+        );
         let app = Application::build(config, pool).await.unwrap();
         let address = format!("http://127.0.0.1:{}", app.port());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -2,6 +2,7 @@
 //! them in Clerk `updated_at` order (DESIGN.md rule 3).
 
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::SeedableRng;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -70,6 +71,11 @@ fn any_order_with_duplicates_converges_to_in_order_application() {
     let case = AtomicU32::new(0);
     let config = ProptestConfig {
         cases: 48,
+        // Beside this file (convergence.proptest-regressions): the default would look under
+        // tests/tests/proptest-regressions/, since faults/ has a main.rs.
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
         ..ProptestConfig::default()
     };
     proptest!(config, |(h in history(), seed in any::<u64>(), dups in prop::collection::vec(any::<prop::sample::Index>(), 0..6))| {
