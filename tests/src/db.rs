@@ -34,6 +34,7 @@ impl TestDb {
 
     /// A new database without migrations.
     pub async fn empty() -> Self {
+        crate::telemetry::init();
         let admin_url = admin_url();
         let name = format!("authsync_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(&admin_url)

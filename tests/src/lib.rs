@@ -1,24 +1,27 @@
-//! The end-to-end test harness: a fresh database per test, the real api on port 0, signing
-//! helpers for fixture bytes, a queue driver that runs due jobs to completion, and worker
-//! processes for crash tests. A test that leaves failed or unfinished jobs behind fails.
+//! The end-to-end test harness: a fresh database per test, the real api on port 0 ([`TestApp`],
+//! one helper per route, typed answers in [`bodies`]), signing helpers for fixture bytes, the
+//! queue as tests see it ([`queue`]), and worker processes for crash tests. A test that leaves
+//! failed or unfinished jobs behind fails. Silent unless `TEST_LOG=1` ([`telemetry`]).
 
+pub mod app;
+pub mod bodies;
 pub mod browser;
 pub mod db;
 pub mod fake_clerk;
 pub mod pgbouncer;
 pub mod processes;
+pub mod queue;
+pub mod routes;
 pub mod smtp_sink;
+pub mod telemetry;
 
-use api::config::ApiConfig;
-use api::startup::Application;
-use api::verify::{sign, WebhookVerifier};
-use jobs::config::DatabaseConfig;
-use jobs::queue::{drain, registry, DrainReport};
+use api::verify::sign;
 use jobs::JobContext;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use app::{TestApp, TestAppBuilder};
 pub use db::TestDb;
+pub use routes::{error_code, parse, Auth};
 
 /// The webhook secret the test api trusts, and a second one (rotation).
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -60,7 +63,6 @@ pub fn svix_headers(
     ]
 }
 
-/// A fresh svix id.
 /// A local port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -87,217 +89,9 @@ pub fn signed_webhook(
     req
 }
 
+/// A fresh svix id.
 pub fn new_svix_id() -> String {
     format!("msg_{}", ulid::Ulid::generate())
-}
-
-/// The running api with its own database.
-pub struct TestApp {
-    pub address: String,
-    pub db: TestDb,
-    pub ctx: JobContext,
-    pub client: reqwest::Client,
-    /// Set by tests that leave failed jobs on purpose.
-    pub allow_unfinished_jobs: bool,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
-}
-
-impl TestApp {
-    pub async fn spawn() -> Self {
-        Self::spawn_on(TestDb::new().await).await
-    }
-
-    /// The api against an existing database (or, for outage tests, an unreachable URL).
-    pub async fn spawn_on(db: TestDb) -> Self {
-        let url = db.url.clone();
-        Self::spawn_with_api_database(db, url).await
-    }
-
-    /// The api pointed at `api_database_url` (e.g. an unreachable one) while the harness
-    /// keeps `db` for its own checks.
-    pub async fn spawn_with_api_database(db: TestDb, api_database_url: String) -> Self {
-        Self::spawn_full(db, api_database_url, None).await
-    }
-
-    /// The api and the queue driver talking to a fake Clerk (JWKS and Backend API).
-    pub async fn spawn_with_clerk(clerk: &fake_clerk::FakeClerk) -> Self {
-        let db = TestDb::new().await;
-        let url = db.url.clone();
-        Self::spawn_full(db, url, Some(clerk)).await
-    }
-
-    async fn spawn_full(
-        db: TestDb,
-        api_database_url: String,
-        clerk: Option<&fake_clerk::FakeClerk>,
-    ) -> Self {
-        Self::spawn_configured(db, api_database_url, clerk, |_| {}).await
-    }
-
-    /// [`TestApp::spawn_with_clerk`] with the api's configuration adjusted by `configure`.
-    pub async fn spawn_with_clerk_and(
-        clerk: &fake_clerk::FakeClerk,
-        configure: impl FnOnce(&mut ApiConfig),
-    ) -> Self {
-        let db = TestDb::new().await;
-        let url = db.url.clone();
-        Self::spawn_configured(db, url, Some(clerk), configure).await
-    }
-
-    /// The api with its configuration adjusted by `configure`.
-    pub async fn spawn_with(configure: impl FnOnce(&mut ApiConfig)) -> Self {
-        let db = TestDb::new().await;
-        let url = db.url.clone();
-        Self::spawn_configured(db, url, None, configure).await
-    }
-
-    async fn spawn_configured(
-        db: TestDb,
-        api_database_url: String,
-        clerk: Option<&fake_clerk::FakeClerk>,
-        configure: impl FnOnce(&mut ApiConfig),
-    ) -> Self {
-        let mut config = ApiConfig {
-            ip_filter: Default::default(),
-            admin_token: Some(ADMIN_TOKEN.to_owned().into()),
-            session: clerk.map(|c| api::session::SessionConfig {
-                jwks_url: c.jwks_url(),
-                issuer: c.issuer(),
-                authorized_parties: vec![fake_clerk::AUTHORIZED_PARTY.to_owned()],
-                key_ttl: api::session::KEY_TTL,
-            }),
-            clerk_api_enabled: clerk.is_some(),
-            setup: api::routes::setup::SetupPage {
-                redirect_url: "/setup-done".into(),
-                home_url: "/".into(),
-            },
-            database: DatabaseConfig {
-                url: api_database_url.into(),
-                max_connections: 20,
-                direct_url: None,
-                pooler: false,
-            },
-            listen: "127.0.0.1:0".parse().unwrap(),
-            verifier: Arc::new(
-                WebhookVerifier::from_secrets(&format!("{SECRET} {SECOND_SECRET}")).unwrap(),
-            ),
-            body_limit: api::config::DEFAULT_BODY_LIMIT,
-            wait_limits: Default::default(),
-            timeouts: Default::default(),
-            pool_saturated_after: jobs::telemetry::POOL_SATURATED_AFTER,
-        };
-        configure(&mut config);
-        let pool = jobs::db::pool(&config.database).unwrap();
-        let app = Application::build(config, pool).await.unwrap();
-        let address = format!("http://127.0.0.1:{}", app.port());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.run_until(async move {
-            let _ = rx.await;
-        }));
-        Self {
-            address,
-            ctx: match clerk {
-                Some(c) => JobContext::new(db.pool.clone()).with_clerk(Arc::new(
-                    jobs::clerk_api::HttpClerkApi::new(
-                        &c.url,
-                        fake_clerk::SECRET_KEY.to_owned().into(),
-                    ),
-                )),
-                None => JobContext::new(db.pool.clone()),
-            },
-            db,
-            client: reqwest::Client::new(),
-            allow_unfinished_jobs: false,
-            _shutdown: tx,
-        }
-    }
-
-    /// Posts `body` with the given headers to the webhook route.
-    pub async fn post_webhook_with(
-        &self,
-        headers: &[(&str, String)],
-        body: Vec<u8>,
-    ) -> reqwest::Response {
-        let mut req = self
-            .client
-            .post(format!("{}/webhooks/clerk", self.address))
-            .header("content-type", "application/json");
-        for (k, v) in headers {
-            req = req.header(*k, v);
-        }
-        req.body(body).send().await.expect("api reachable")
-    }
-
-    /// Posts `body` signed now with the test secret under `svix_id`.
-    pub async fn post_signed(&self, svix_id: &str, body: &[u8]) -> reqwest::Response {
-        signed_webhook(&self.client, &self.address, svix_id, body)
-            .send()
-            .await
-            .expect("api reachable")
-    }
-
-    /// Runs every due job to completion (no sleeping) and reports what happened.
-    pub async fn drain(&self) -> DrainReport {
-        drain(&self.ctx, &registry())
-            .await
-            .expect("draining the queue")
-    }
-
-    pub fn pool(&self) -> &sqlx::PgPool {
-        &self.db.pool
-    }
-
-    /// `POST /v1/sync` with a bearer token.
-    pub async fn sync(&self, token: &str) -> reqwest::Response {
-        self.client
-            .post(format!("{}/v1/sync", self.address))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// `GET /v1/jobs/{id}` with a bearer token and an optional `wait_ms`.
-    pub async fn job(&self, token: &str, id: &str, wait_ms: Option<u64>) -> reqwest::Response {
-        let mut url = format!("{}/v1/jobs/{id}", self.address);
-        if let Some(w) = wait_ms {
-            url.push_str(&format!("?wait_ms={w}"));
-        }
-        self.client
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if self.allow_unfinished_jobs || std::thread::panicking() {
-            return;
-        }
-        let url = self.db.url.clone();
-        let left = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async move {
-                let pool = sqlx::PgPool::connect(&url).await.ok()?;
-                sqlx::query_as::<_, (String, String, i64)>(
-                    "SELECT job_type, status, count(*) FROM apalis.jobs WHERE status <> 'Done' GROUP BY 1, 2",
-                )
-                .fetch_all(&pool)
-                .await
-                .ok()
-            })
-        })
-        .join()
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-        assert!(
-            left.is_empty(),
-            "test left unfinished or failed jobs behind: {left:?}"
-        );
-    }
 }
 
 /// A `user.created`/`user.updated` body for `clerk_id` with the given primary email (None:
@@ -394,25 +188,6 @@ pub async fn apply_directly(ctx: &JobContext, svix_id: &str, body: &[u8]) {
             PlannedJob::SyncMembership(j) => j.handle(ctx).await,
         };
         r.unwrap();
-    }
-}
-
-/// Waits (bounded) until no job is pending, queued, running or due for retry.
-pub async fn wait_for_idle_queue(pool: &sqlx::PgPool, limit: std::time::Duration) {
-    let start = std::time::Instant::now();
-    loop {
-        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE status NOT IN ('Done', 'Killed') AND NOT (status = 'Failed' AND attempts >= max_attempts)")
-            .fetch_one(pool)
-            .await
-            .unwrap();
-        if open == 0 {
-            return;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{open} jobs still open after {limit:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 

@@ -32,10 +32,7 @@ impl WorkerProcess {
         let mut cmd = Command::new(binary("worker"));
         cmd.env("DATABASE_URL", database_url)
             .env("MAIL_DIR", std::env::temp_dir().join("authsync-test-mail"))
-            .env(
-                "RUST_LOG",
-                std::env::var("WORKER_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", crate::telemetry::child_filter())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in extra_env {
@@ -135,7 +132,7 @@ impl ApiProcess {
         cmd.env("DATABASE_URL", database_url)
             .env("CLERK_WEBHOOK_SECRET", crate::SECRET)
             .env("PORT", port.to_string())
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", crate::telemetry::child_filter())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in extra_env {

@@ -5,6 +5,7 @@
 use futures::future::join_all;
 use serde_json::Value;
 use std::time::{Duration, Instant};
+use tests::bodies::SyncAnswer;
 use tests::fake_clerk::{self, FakeClerk};
 use tests::processes::ApiProcess;
 use tests::*;
@@ -34,16 +35,14 @@ async fn a_burst_of_long_polls_gets_429s_and_intake_accepts_every_webhook() {
     let client = reqwest::Client::new();
     wait_until_ready(&client, &address).await;
     let token = clerk.token(ALICE);
-    let started: Value = client
+    let resp = client
         .post(format!("{address}/v1/sync"))
         .bearer_auth(&token)
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    let job_id = started["job_id"].as_str().unwrap().to_owned();
+    let (_, started) = parse::<SyncAnswer>(resp).await;
+    let job_id = started.job_id().to_owned();
 
     // The polls come from browsers and the webhooks from Svix: each client has a runtime of
     // its own, so neither waits behind the other in this process. The polls are plain HTTP/1.1
@@ -208,17 +207,20 @@ async fn wait_until_ready(client: &reqwest::Client, address: &str) {
 #[tokio::test]
 async fn a_plain_read_is_not_a_wait_and_ended_waits_free_their_place() {
     let clerk = FakeClerk::start().await;
-    let mut app = TestApp::spawn_with_clerk_and(&clerk, |c| {
-        c.wait_limits = api::job_events::WaitLimits {
-            per_user: 1,
-            total: 1_000,
-        };
-    })
-    .await;
+    let mut app = TestApp::builder()
+        .clerk(&clerk)
+        .configure(|c| {
+            c.wait_limits = api::job_events::WaitLimits {
+                per_user: 1,
+                total: 1_000,
+            };
+        })
+        .spawn()
+        .await;
     app.allow_unfinished_jobs = true;
     let token = clerk.token(ALICE);
-    let started: Value = app.sync(&token).await.json().await.unwrap();
-    let job_id = started["job_id"].as_str().unwrap().to_owned();
+    let (_, started) = parse::<SyncAnswer>(app.sync(&token).await).await;
+    let job_id = started.job_id().to_owned();
 
     let open = async {
         // Retried while a probe below holds the place for its millisecond.
@@ -236,8 +238,7 @@ async fn a_plain_read_is_not_a_wait_and_ended_waits_free_their_place() {
         loop {
             let r = app.job(&token, &job_id, Some(1)).await;
             if r.status() == 429 {
-                let body: Value = r.json().await.unwrap();
-                assert_eq!(body["error"]["code"], "too_many_waiters");
+                assert_eq!(error_code(r).await, (429, "too_many_waiters".to_owned()));
                 break;
             }
             assert!(

@@ -8,6 +8,7 @@ use jobs::queue::{self, drain, Job, Registry, WorkerSettings};
 use jobs::JobContext;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
+use tests::queue::{JobRow, Queue, Status};
 use tests::*;
 
 /// Fails retryably until it has run `fail_times` times, then succeeds.
@@ -185,20 +186,8 @@ async fn push<J: Job>(ctx: &JobContext, job: &J) -> String {
     id
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct JobRow {
-    status: String,
-    attempts: i32,
-    max_attempts: i32,
-    due_in_ms: f64,
-}
-
 async fn job_row(ctx: &JobContext, id: &str) -> JobRow {
-    sqlx::query_as("SELECT status, attempts, max_attempts, (extract(epoch from run_at - now()) * 1000)::float8 AS due_in_ms FROM apalis.jobs WHERE id = $1")
-        .bind(id)
-        .fetch_one(&ctx.pool)
-        .await
-        .unwrap()
+    Queue::on(&ctx.pool).job(id).await
 }
 
 async fn event_state(ctx: &JobContext, origin: &Origin) -> (String, i32, Option<String>) {
@@ -210,11 +199,7 @@ async fn event_state(ctx: &JobContext, origin: &Origin) -> (String, i32, Option<
 }
 
 async fn make_due(ctx: &JobContext, id: &str) {
-    sqlx::query("UPDATE apalis.jobs SET run_at = now() - interval '1 second' WHERE id = $1")
-        .bind(id)
-        .execute(&ctx.pool)
-        .await
-        .unwrap();
+    Queue::on(&ctx.pool).make_due(id).await;
 }
 
 #[tokio::test]
@@ -234,7 +219,7 @@ async fn a_retryable_failure_backs_off_in_the_database_then_succeeds() {
     let report = drain(&ctx, &test_registry()).await.unwrap();
     assert_eq!(report.retrying, 1);
     let row = job_row(&ctx, &id).await;
-    assert_eq!((row.status.as_str(), row.attempts), ("Failed", 1));
+    assert_eq!((row.status, row.attempts), (Status::Failed, 1));
     // First backoff: between half and all of one second, stored as run_at.
     assert!(
         row.due_in_ms > 0.0 && row.due_in_ms <= 1000.0,
@@ -254,7 +239,7 @@ async fn a_retryable_failure_backs_off_in_the_database_then_succeeds() {
     let report = drain(&ctx, &test_registry()).await.unwrap();
     assert_eq!(report.succeeded, 1);
     let row = job_row(&ctx, &id).await;
-    assert_eq!((row.status.as_str(), row.attempts), ("Done", 2));
+    assert_eq!((row.status, row.attempts), (Status::Done, 2));
     let (status, attempts, _) = event_state(&ctx, &origin).await;
     assert_eq!((status.as_str(), attempts), ("processed", 2));
     let st = jobs::queue::status::job_status(&ctx.pool, &id)
@@ -283,8 +268,8 @@ async fn retries_stop_at_max_attempts_and_the_event_is_marked_failed() {
     }
     let row = job_row(&ctx, &id).await;
     assert_eq!(
-        (row.status.as_str(), row.attempts, row.max_attempts),
-        ("Failed", 3, 3)
+        (row.status, row.attempts, row.max_attempts),
+        (Status::Failed, 3, 3)
     );
     make_due(&ctx, &id).await;
     assert_eq!(
@@ -311,7 +296,7 @@ async fn a_fatal_failure_stops_at_once() {
     let report = drain(&ctx, &test_registry()).await.unwrap();
     assert_eq!(report.killed, 1);
     let row = job_row(&ctx, &id).await;
-    assert_eq!((row.status.as_str(), row.attempts), ("Killed", 1));
+    assert_eq!((row.status, row.attempts), (Status::Killed, 1));
     make_due(&ctx, &id).await;
     assert_eq!(
         drain(&ctx, &test_registry()).await.unwrap(),
@@ -389,19 +374,11 @@ async fn an_error_message_with_a_nul_byte_is_stored_and_does_not_block_other_res
         .unwrap();
     assert_eq!((report.succeeded, report.killed), (10, 1));
     for id in &good {
-        assert_eq!(job_row(&ctx, id).await.status, "Done");
+        assert_eq!(job_row(&ctx, id).await.status, Status::Done);
     }
-    let (status, result): (String, serde_json::Value) =
-        sqlx::query_as("SELECT status, last_result FROM apalis.jobs WHERE id = $1")
-            .bind(&bad)
-            .fetch_one(&ctx.pool)
-            .await
-            .unwrap();
-    assert_eq!(status, "Killed");
-    assert!(
-        result["Err"].as_str().unwrap().contains("bad\u{FFFD}byte"),
-        "{result}"
-    );
+    let row = job_row(&ctx, &bad).await;
+    assert_eq!(row.status, Status::Killed);
+    assert!(row.error().unwrap().contains("bad\u{FFFD}byte"), "{row:?}");
     let (status, _, err) = event_state(&ctx, &origin).await;
     assert_eq!(status, "failed");
     assert!(err.unwrap().contains("bad\u{FFFD}byte"));
@@ -417,16 +394,12 @@ async fn a_payload_that_does_not_decode_fails_fatally_instead_of_looping() {
         .unwrap();
     let report = drain(&ctx, &test_registry()).await.unwrap();
     assert_eq!(report.killed, 1);
-    let (status, result): (String, serde_json::Value) =
-        sqlx::query_as("SELECT status, last_result FROM apalis.jobs")
-            .fetch_one(&ctx.pool)
-            .await
-            .unwrap();
-    assert_eq!(status, "Killed");
-    assert!(
-        result["Err"].as_str().unwrap().contains("does not decode"),
-        "{result}"
-    );
+    let rows = Queue::on(&ctx.pool).jobs(None).await;
+    let [row] = rows.as_slice() else {
+        panic!("one job: {rows:?}")
+    };
+    assert_eq!(row.status, Status::Killed);
+    assert!(row.error().unwrap().contains("does not decode"), "{row:?}");
 }
 
 fn apalis_core_task(bytes: Vec<u8>) -> apalis_postgres::PgTask {
@@ -452,13 +425,13 @@ async fn a_panicking_handler_is_a_retryable_failure_not_a_stuck_job() {
     assert_eq!(drain(&ctx, &test_registry()).await.unwrap().retrying, 1);
     make_due(&ctx, &id).await;
     assert_eq!(drain(&ctx, &test_registry()).await.unwrap().succeeded, 1);
-    assert_eq!(job_row(&ctx, &id).await.status, "Done");
+    assert_eq!(job_row(&ctx, &id).await.status, Status::Done);
 }
 
 async fn wait_until_done(ctx: &JobContext, id: &str, limit: Duration) -> Duration {
     let start = Instant::now();
     loop {
-        if job_row(ctx, id).await.status == "Done" {
+        if job_row(ctx, id).await.status == Status::Done {
             return start.elapsed();
         }
         assert!(
@@ -531,14 +504,14 @@ async fn shutdown_lets_running_jobs_finish() {
     .await;
     // Wait until it is running, then ask to stop.
     let start = Instant::now();
-    while job_row(&ctx, &id).await.status != "Running" {
+    while job_row(&ctx, &id).await.status != Status::Running {
         assert!(start.elapsed() < Duration::from_secs(10), "never started");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     worker.stop().await;
     assert_eq!(
         job_row(&ctx, &id).await.status,
-        "Done",
+        Status::Done,
         "the running job finished before exit"
     );
 }
@@ -568,12 +541,11 @@ async fn concurrency_is_bounded_per_queue() {
     let mut max_running = 0i64;
     let start = Instant::now();
     loop {
-        let (running, done): (i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE status = 'Running'), count(*) FILTER (WHERE status = 'Done') FROM apalis.jobs",
-        )
-        .fetch_one(&ctx.pool)
-        .await
-        .unwrap();
+        let queue = Queue::on(&ctx.pool);
+        let (running, done) = (
+            queue.in_state(None, Status::Running).await,
+            queue.in_state(None, Status::Done).await,
+        );
         max_running = max_running.max(running);
         if done == 9 {
             break;
@@ -654,21 +626,16 @@ async fn a_result_the_database_refuses_keeps_its_outcome_and_holds_up_nothing() 
         .unwrap();
     assert_eq!((report.succeeded, report.killed), (11, 1));
     // The hopeless one is not lost: it stays claimed, and runs again once this worker is gone.
-    assert_eq!(job_row(&ctx, &stuck).await.status, "Running");
+    assert_eq!(job_row(&ctx, &stuck).await.status, Status::Running);
     for (id, origin) in &good {
-        assert_eq!(job_row(&ctx, id).await.status, "Done");
+        assert_eq!(job_row(&ctx, id).await.status, Status::Done);
         assert_eq!(event_state(&ctx, origin).await.0, "processed");
     }
-    let (status, result): (String, serde_json::Value) =
-        sqlx::query_as("SELECT status, last_result FROM apalis.jobs WHERE id = $1")
-            .bind(&bad)
-            .fetch_one(&ctx.pool)
-            .await
-            .unwrap();
-    assert_eq!(status, "Killed");
-    let stored = result["Err"].as_str().unwrap();
-    assert!(stored.contains("could not be stored"), "{result}");
-    assert!(stored.contains("refused by a test trigger"), "{result}");
+    let row = job_row(&ctx, &bad).await;
+    assert_eq!(row.status, Status::Killed);
+    let stored = row.error().unwrap();
+    assert!(stored.contains("could not be stored"), "{row:?}");
+    assert!(stored.contains("refused by a test trigger"), "{row:?}");
     let (status, _, err) = event_state(&ctx, &origin).await;
     assert_eq!(status, "failed");
     assert!(err.unwrap().contains("could not be stored"));

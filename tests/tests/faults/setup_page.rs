@@ -5,6 +5,7 @@ use jobs::queue::WorkerSettings;
 use std::time::Duration;
 use tests::browser::Browser;
 use tests::fake_clerk::{FakeClerk, Scripted};
+use tests::queue::Queue;
 use tests::*;
 
 const ALICE: &str = "user_2abcFakeAlice0000000000001";
@@ -12,7 +13,7 @@ const ALICE: &str = "user_2abcFakeAlice0000000000001";
 async fn setup() -> (FakeClerk, TestApp, RunningWorker) {
     let clerk = FakeClerk::start().await;
     clerk.put_user(fixture_json("user.created")["data"].clone());
-    let app = TestApp::spawn_with_clerk(&clerk).await;
+    let app = TestApp::builder().clerk(&clerk).spawn().await;
     let settings = WorkerSettings {
         poll_interval: Duration::from_millis(100),
         ..Default::default()
@@ -38,7 +39,7 @@ async fn the_setup_page_provisions_and_redirects() {
         })
         .await;
     assert!(user(app.pool(), ALICE).await.is_some());
-    wait_for_idle_queue(app.pool(), Duration::from_secs(20)).await;
+    app.queue().wait_for_idle(Duration::from_secs(20)).await;
 }
 
 #[tokio::test]
@@ -53,9 +54,7 @@ async fn after_ten_failed_attempts_the_page_shows_the_reference_and_can_try_agai
     let pool = app.pool().clone();
     let fast_forward = tokio::spawn(async move {
         loop {
-            let _ = sqlx::query("UPDATE apalis.jobs SET run_at = now() - interval '1 second' WHERE status = 'Failed' AND attempts < max_attempts AND run_at > now()")
-                .execute(&pool)
-                .await;
+            Queue::on(&pool).end_backoffs().await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
@@ -96,6 +95,6 @@ async fn after_ten_failed_attempts_the_page_shows_the_reference_and_can_try_agai
         )
         .await;
     assert!(user(app.pool(), ALICE).await.is_some());
-    wait_for_idle_queue(app.pool(), Duration::from_secs(20)).await;
+    app.queue().wait_for_idle(Duration::from_secs(20)).await;
     app.allow_unfinished_jobs = true; // the first job failed for good, on purpose
 }

@@ -3,6 +3,7 @@
 
 use jobs::queue::WorkerSettings;
 use std::time::Duration;
+use tests::bodies::SyncAnswer;
 use tests::browser::Browser;
 use tests::fake_clerk::FakeClerk;
 use tests::*;
@@ -12,7 +13,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// Two processed user events, one ignored, one rejected, and one dead fallback job.
 async fn setup() -> (FakeClerk, TestApp, String) {
     let clerk = FakeClerk::start().await;
-    let app = TestApp::spawn_with_clerk(&clerk).await;
+    let app = TestApp::builder().clerk(&clerk).spawn().await;
     for (svix, id) in [("msg_alice", "user_alice"), ("msg_bob", "user_bob")] {
         let body = user_event(
             "user.created",
@@ -21,25 +22,24 @@ async fn setup() -> (FakeClerk, TestApp, String) {
             1,
             None,
         );
-        assert_eq!(app.post_signed(svix, &body).await.status(), 202);
+        assert_eq!(app.post_webhook(svix, &body).await.status(), 202);
     }
     assert_eq!(
-        app.post_signed("msg_session", &fixture("session.created"))
+        app.post_webhook("msg_session", &fixture("session.created"))
             .await
             .status(),
         200
     );
     assert_eq!(
-        app.post_signed("msg_garbage", b"{\"type\": 42}")
+        app.post_webhook("msg_garbage", b"{\"type\": 42}")
             .await
             .status(),
         400
     );
     // A fallback for a user Clerk does not know: fatal, so the job is dead.
-    let sync = app.sync(&clerk.token("user_ghost")).await;
-    assert_eq!(sync.status(), 202);
-    let body: serde_json::Value = sync.json().await.unwrap();
-    let dead_job = body["job_id"].as_str().unwrap().to_owned();
+    let (status, started) = parse::<SyncAnswer>(app.sync(&clerk.token("user_ghost")).await).await;
+    assert_eq!(status, 202);
+    let dead_job = started.job_id().to_owned();
     let report = app.drain().await;
     assert_eq!(report.killed, 1, "{report:?}");
     (clerk, app, dead_job)
@@ -177,7 +177,7 @@ async fn an_operator_filters_replays_and_retries_in_the_browser() {
             browser.count(&row).await == 0
         })
         .await;
-    wait_for_idle_queue(app.pool(), WAIT).await;
+    app.queue().wait_for_idle(WAIT).await;
     assert!(user(app.pool(), "user_ghost").await.is_some());
     browser.screenshot("/tmp/authsync-admin.png").await;
     worker.stop().await;
@@ -186,12 +186,7 @@ async fn an_operator_filters_replays_and_retries_in_the_browser() {
 #[tokio::test]
 async fn the_console_page_carries_no_data_and_a_strict_policy() {
     let app = TestApp::spawn().await;
-    let resp = app
-        .client
-        .get(format!("{}/admin", app.address))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.admin_page().await;
     assert_eq!(resp.status(), 200);
     let csp = resp.headers()["content-security-policy"]
         .to_str()
@@ -199,12 +194,7 @@ async fn the_console_page_carries_no_data_and_a_strict_policy() {
         .to_owned();
     assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
     assert_eq!(resp.headers()["cache-control"], "no-store");
-    let script = app
-        .client
-        .get(format!("{}/admin.js", app.address))
-        .send()
-        .await
-        .unwrap();
+    let script = app.admin_script().await;
     assert_eq!(script.status(), 200);
     assert!(script.headers()["content-type"]
         .to_str()
@@ -217,7 +207,7 @@ async fn the_console_page_carries_no_data_and_a_strict_policy() {
 #[tokio::test]
 async fn an_admin_signed_in_by_cookie_confirms_held_deletions_in_the_browser() {
     let clerk = FakeClerk::start().await;
-    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    let mut app = TestApp::builder().clerk(&clerk).spawn().await;
     app.ctx.reconcile.max_deletions = 1;
     let with_clerk = app.ctx.clerk.take();
     for (id, role) in [
@@ -232,7 +222,7 @@ async fn an_admin_signed_in_by_cookie_confirms_held_deletions_in_the_browser() {
             1,
             role,
         );
-        assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
+        assert_eq!(app.post_webhook(&new_svix_id(), &body).await.status(), 202);
     }
     app.drain().await;
     app.ctx.clerk = with_clerk;

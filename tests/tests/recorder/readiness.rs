@@ -7,25 +7,38 @@ use api::config::ApiConfig;
 use api::startup::Application;
 use jobs::config::Env;
 use std::time::{Duration, Instant};
+use tests::bodies::{ErrorBody, StatusBody};
 use tests::*;
 
 /// Polls `url` until it answers `want`: `ready` (200 `{"status": "ready"}`) or an error
-/// code (503 with that code). A request made before the threshold may wait for a connection
-/// and answer `unavailable` meanwhile; polling goes on past it.
-async fn wait_for(url: &str, want: &str) -> serde_json::Value {
+/// code (503 with that code, whose message it returns). A request made before the threshold
+/// may wait for a connection and answer `unavailable` meanwhile; polling goes on past it.
+async fn wait_for(url: &str, want: &str) -> String {
     let start = Instant::now();
     loop {
         let resp = reqwest::get(url).await.expect("server reachable");
         let status = resp.status().as_u16();
-        let body: serde_json::Value = resp.json().await.expect("a JSON body");
+        let text = resp.text().await.expect("a body");
         match (status, want) {
-            (200, "ready") if body["status"] == "ready" => return body,
-            (503, code) if body["error"]["code"] == code => return body,
-            _ => {}
+            (200, "ready") => {
+                let body: StatusBody = serde_json::from_str(&text).expect("a status body");
+                if body.status == "ready" {
+                    return String::new();
+                }
+            }
+            (503, code) => {
+                let body: ErrorBody = serde_json::from_str(&text).expect("an error body");
+                if body.error.code == code {
+                    return body.error.message;
+                }
+            }
+            _ => {
+                serde_json::from_str::<serde_json::Value>(&text).expect("a JSON body");
+            }
         }
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "{url} never answered {want}; last {status} {body}"
+            "{url} never answered {want}; last {status} {text}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -59,6 +72,7 @@ async fn hold_all(pool: &sqlx::PgPool) -> Vec<sqlx::pool::PoolConnection<sqlx::P
 
 #[tokio::test]
 async fn the_api_is_not_ready_while_its_pool_stays_saturated_and_recovers_after() {
+    let _turn = crate::RECORDER.lock().await;
     // Arrange: the real api with a pool of 2 and a threshold of 1 s.
     let db = TestDb::new().await;
     let url = db.url.clone();
@@ -86,14 +100,8 @@ async fn the_api_is_not_ready_while_its_pool_stays_saturated_and_recovers_after(
     let held = hold_all(&pool).await;
 
     // Assert: not ready, named as such, and the gauge counts the seconds.
-    let body = wait_for(&readyz, "pool_saturated").await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("every database connection"),
-        "{body}"
-    );
+    let message = wait_for(&readyz, "pool_saturated").await;
+    assert!(message.contains("every database connection"), "{message}");
     let saturated = main_pool_gauge(
         &format!("{base}/metrics"),
         "authsync_db_pool_saturated_seconds",
@@ -140,14 +148,8 @@ async fn the_worker_is_not_ready_while_its_pool_stays_saturated_and_recovers_aft
 
     // Act and assert: held, not ready; released, ready.
     let held = hold_all(&pool).await;
-    let body = wait_for(&readyz, "pool_saturated").await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("every database connection"),
-        "{body}"
-    );
+    let message = wait_for(&readyz, "pool_saturated").await;
+    assert!(message.contains("every database connection"), "{message}");
     drop(held);
     wait_for(&readyz, "ready").await;
 }

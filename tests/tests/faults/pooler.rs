@@ -3,12 +3,13 @@
 //! (`DATABASE_POOLER=transaction`: wake-ups by polling). The api and workers are real
 //! processes, so each has its own process-wide pooler mode.
 
-use serde_json::Value;
 use std::time::{Duration, Instant};
+use tests::bodies::{JobStatus, SyncAnswer};
 use tests::db::TestDb;
 use tests::fake_clerk::{self, FakeClerk};
 use tests::pgbouncer::PgBouncer;
 use tests::processes::{binary, ApiProcess, WorkerProcess};
+use tests::queue::{Queue, Status};
 use tests::*;
 
 #[derive(Clone, Copy, Debug)]
@@ -114,7 +115,9 @@ async fn post_all(address: &str, range: std::ops::Range<usize>) -> Vec<(u16, Str
 
 /// Every event is processed and every user provisioned once.
 async fn assert_all_processed(p: &Pooled, users: i64) {
-    wait_for_idle_queue(&p.db.pool, Duration::from_secs(60)).await;
+    tests::queue::Queue::on(&p.db.pool)
+        .wait_for_idle(Duration::from_secs(60))
+        .await;
     assert_eq!(
         p.count("SELECT count(*) FROM users WHERE clerk_user_id LIKE 'user_pooled%'")
             .await,
@@ -166,11 +169,7 @@ async fn killed_worker(mode: Mode) {
         assert_eq!(status, 202, "{id}");
     }
     let start = Instant::now();
-    while p
-        .count("SELECT count(*) FROM apalis.jobs WHERE status = 'Running'")
-        .await
-        < blocked.len() as i64
-    {
+    while Queue::on(&p.db.pool).in_state(None, Status::Running).await < blocked.len() as i64 {
         assert!(start.elapsed() < Duration::from_secs(30), "A never ran");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -179,9 +178,7 @@ async fn killed_worker(mode: Mode) {
     let _b = p.worker(&[]);
     assert_all_processed(&p, 40).await;
     assert!(
-        p.count("SELECT count(*) FROM apalis.jobs WHERE attempts > 1")
-            .await
-            >= blocked.len() as i64,
+        Queue::on(&p.db.pool).retried().await >= blocked.len() as i64,
         "the killed worker's jobs ran again"
     );
 }
@@ -213,26 +210,29 @@ async fn fallback_long_poll(mode: Mode) {
     let api = p.api(&clerk_env).await;
     let client = reqwest::Client::new();
     let token = clerk.token(ALICE);
-    let started: Value = client
+    let resp = client
         .post(format!("{}/v1/sync", api.address))
         .bearer_auth(&token)
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    let job_id = started["job_id"].as_str().expect("a job").to_owned();
+    let (_, started) = parse::<SyncAnswer>(resp).await;
+    let job_id = started.job_id().to_owned();
     // A long poll waits while no worker runs; a worker started meanwhile answers it.
     let poll = client
         .get(format!("{}/v1/jobs/{job_id}?wait_ms=10000", api.address))
         .bearer_auth(&token)
         .send();
     let _worker = p.worker(&clerk_env);
-    let done: Value = poll.await.unwrap().json().await.unwrap();
-    assert_eq!(done["state"], "succeeded", "{done}");
-    assert_eq!(done["user"]["clerk_user_id"], ALICE);
-    wait_for_idle_queue(&p.db.pool, Duration::from_secs(30)).await;
+    let (_, done) = parse::<JobStatus>(poll.await.unwrap()).await;
+    assert_eq!(done.state, "succeeded", "{done:?}");
+    assert_eq!(
+        done.user.and_then(|u| u.clerk_user_id).as_deref(),
+        Some(ALICE)
+    );
+    tests::queue::Queue::on(&p.db.pool)
+        .wait_for_idle(Duration::from_secs(30))
+        .await;
 }
 
 #[tokio::test]
@@ -275,7 +275,9 @@ async fn restart_during_intake(mode: Mode) {
         answers.len() - accepted.len()
     );
     let _worker = p.worker(&[]);
-    wait_for_idle_queue(&p.db.pool, Duration::from_secs(60)).await;
+    tests::queue::Queue::on(&p.db.pool)
+        .wait_for_idle(Duration::from_secs(60))
+        .await;
     let processed: Vec<String> =
         sqlx::query_scalar("SELECT svix_id FROM webhook_events WHERE status = 'processed'")
             .fetch_all(&p.db.pool)

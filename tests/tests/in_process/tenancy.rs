@@ -2,6 +2,7 @@
 //! queue; row-level security as `authsync_user`; `GET /v1/me`.
 
 use serde_json::{json, Value};
+use tests::bodies::{self, Me};
 use tests::fake_clerk::FakeClerk;
 use tests::*;
 
@@ -10,7 +11,7 @@ const BOB: &str = "user_2abcFakeBobPhone00000000001";
 const MEM: &str = "orgmem_2abcFakeBobInAcme0000001";
 
 async fn deliver(app: &TestApp, body: &[u8]) {
-    let status = app.post_signed(&new_svix_id(), body).await.status();
+    let status = app.post_webhook(&new_svix_id(), body).await.status();
     assert!(status == 202 || status == 200, "delivery answered {status}");
     let r = app.drain().await;
     assert_eq!((r.retrying, r.exhausted, r.killed), (0, 0, 0), "{r:?}");
@@ -374,37 +375,24 @@ async fn row_level_security_shows_each_user_only_their_rows() {
 #[tokio::test]
 async fn get_me_reads_the_callers_rows_under_rls() {
     let clerk = FakeClerk::start().await;
-    let app = TestApp::spawn_with_clerk(&clerk).await;
+    let app = TestApp::builder().clerk(&clerk).spawn().await;
     two_users_two_orgs(&app).await;
-    let resp = app
-        .client
-        .get(format!("{}/v1/me", app.address))
-        .bearer_auth(clerk.token("user_a"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["user"]["clerk_user_id"], "user_a");
+    let (status, me) = parse::<Me>(app.me(&clerk.token("user_a")).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(me.user.clerk_user_id.as_deref(), Some("user_a"));
     assert_eq!(
-        body["memberships"],
-        json!([{"organization": {"clerk_org_id": "org_one", "name": "Acme Example Inc", "slug": "acme-example"}, "role": "org:member"}])
+        me.memberships,
+        [bodies::Membership {
+            organization: bodies::Organization {
+                clerk_org_id: "org_one".into(),
+                name: Some("Acme Example Inc".into()),
+                slug: Some("acme-example".into()),
+            },
+            role: "org:member".into(),
+        }]
     );
-    let resp = app
-        .client
-        .get(format!("{}/v1/me", app.address))
-        .bearer_auth(clerk.token("user_nobody"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 404);
-    let resp = app
-        .client
-        .get(format!("{}/v1/me", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 401);
+    assert_eq!(app.me(&clerk.token("user_nobody")).await.status(), 404);
+    assert_eq!(app.me(Auth::None).await.status(), 401);
     app.drain().await;
 }
 

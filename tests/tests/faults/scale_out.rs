@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tests::processes::WorkerProcess;
+use tests::queue::Status;
 use tests::smtp_sink::SmtpSink;
 use tests::*;
 
@@ -113,21 +114,20 @@ async fn assert_each_event_done_once(app: &TestApp, sink: &SmtpSink, prefix: &st
         "every event processed"
     );
 
-    let by_status: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM apalis.jobs GROUP BY status ORDER BY 1")
-            .fetch_all(app.pool())
-            .await
-            .unwrap();
+    let by_status = app.queue().jobs_by_state().await;
     assert!(
-        by_status.iter().all(|(s, _)| s == "Done"),
+        by_status.iter().all(|(s, _)| *s == Status::Done),
         "every job done, none failed or dead: {by_status:?}"
     );
-    let rerun: Vec<(String, String, i32)> = sqlx::query_as(
-        "SELECT id, job_type, attempts FROM apalis.jobs WHERE attempts <> 1 ORDER BY id LIMIT 5",
-    )
-    .fetch_all(app.pool())
-    .await
-    .unwrap();
+    let rerun: Vec<(String, String, i32)> = app
+        .queue()
+        .jobs(None)
+        .await
+        .into_iter()
+        .filter(|j| j.attempts != 1)
+        .take(5)
+        .map(|j| (j.id, j.job_type, j.attempts))
+        .collect();
     assert!(rerun.is_empty(), "every job ran exactly once: {rerun:?}");
 
     let mut ids_by_recipient: HashMap<String, HashSet<String>> = HashMap::new();
@@ -194,13 +194,10 @@ async fn processes_share_a_stream(workers: usize, events: usize) {
         .await
         .unwrap();
     assert_eq!(posted, events);
-    wait_for_idle_queue(app.pool(), Duration::from_secs(60)).await;
+    app.queue().wait_for_idle(Duration::from_secs(60)).await;
 
     assert_each_event_done_once(&app, &sink, "scale", events).await;
-    let jobs_done: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let jobs_done = app.queue().count(None).await;
     let mut shares = Vec::new();
     for (w, port) in procs.iter().zip(&ports) {
         let by_outcome = jobs_run(*port).await;
@@ -287,7 +284,7 @@ async fn rolling_restart_under_intake_fails_loses_and_repeats_nothing() {
     }
     stop.store(true, Ordering::SeqCst);
     let posted = intake.await.unwrap();
-    wait_for_idle_queue(app.pool(), Duration::from_secs(60)).await;
+    app.queue().wait_for_idle(Duration::from_secs(60)).await;
     eprintln!(
         "rolling restart of 3 workers in {:?} during {posted} deliveries",
         restarts.elapsed()

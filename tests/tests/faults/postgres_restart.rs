@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tests::processes::{ApiProcess, WorkerProcess};
+use tests::queue::Queue;
 use tests::*;
 
 const EVENTS: usize = 300;
@@ -187,12 +188,11 @@ async fn postgres_restarting_during_intake_loses_nothing_and_everyone_reconnects
     // Every event processed by the same worker process, which reconnected by itself.
     let start = Instant::now();
     loop {
-        let (users, unfinished): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM apalis.jobs WHERE status <> 'Done')",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+        let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let unfinished = Queue::on(&pool).unfinished(None).await;
         if users == EVENTS as i64 && unfinished == 0 {
             eprintln!("all processed {:?} after the redeliveries", start.elapsed());
             break;

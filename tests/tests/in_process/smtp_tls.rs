@@ -8,6 +8,7 @@ use jobs::config::Env;
 use jobs::mailer::SmtpMailer;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use std::sync::Arc;
+use tests::queue::Status;
 use tests::smtp_sink::{SinkTls, SmtpSink};
 use tests::*;
 
@@ -72,23 +73,18 @@ async fn app_with_mail(sink: &SmtpSink, roots: Option<&[u8]>) -> TestApp {
 
 async fn sign_up(app: &TestApp) {
     let resp = app
-        .post_signed(&new_svix_id(), &fixture("user.created"))
+        .post_webhook(&new_svix_id(), &fixture("user.created"))
         .await;
     assert_eq!(resp.status(), 202);
 }
 
-/// The welcome job's apalis status and last error.
-async fn welcome_job(app: &TestApp) -> (String, String) {
-    let (status, result): (String, Option<serde_json::Value>) = sqlx::query_as(
-        "SELECT status, last_result FROM apalis.jobs WHERE job_type = 'authsync.send_welcome_email'",
-    )
-    .fetch_one(app.pool())
-    .await
-    .unwrap();
-    let err = result
-        .and_then(|r| r["Err"].as_str().map(str::to_owned))
-        .unwrap_or_default();
-    (status, err)
+/// The welcome job's status and last error.
+async fn welcome_job(app: &TestApp) -> (Status, String) {
+    let jobs = app.queue().jobs(Some("authsync.send_welcome_email")).await;
+    let [job] = jobs.as_slice() else {
+        panic!("one welcome job: {jobs:?}")
+    };
+    (job.status, job.error().unwrap_or_default().to_owned())
 }
 
 #[tokio::test]
@@ -150,7 +146,7 @@ async fn a_certificate_the_client_must_refuse_fails_retryably_and_sends_nothing(
             "{name}: {report:?}"
         );
         let (status, err) = welcome_job(&app).await;
-        assert_eq!(status, "Failed", "{name}: retried later, not dead");
+        assert_eq!(status, Status::Failed, "{name}: retried later, not dead");
         assert!(
             err.contains("will retry") && err.contains("SMTP_CA_FILE"),
             "{name}: a clear error: {err}"

@@ -11,6 +11,7 @@ use jobs::queue::{self, Job, Registry, WorkerSettings};
 use jobs::JobContext;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
+use tests::bodies::JobList;
 use tests::*;
 
 /// Records each run; then hangs far past its deadline when `hang`, else finishes.
@@ -166,7 +167,7 @@ async fn a_provision_blocked_on_a_row_lock_times_out_then_succeeds_once_released
         None,
     );
     assert_eq!(
-        app.post_signed(&new_svix_id(), &created).await.status(),
+        app.post_webhook(&new_svix_id(), &created).await.status(),
         202
     );
     assert_eq!(app.drain().await.succeeded, 1);
@@ -186,32 +187,24 @@ async fn a_provision_blocked_on_a_row_lock_times_out_then_succeeds_once_released
         None,
     );
     let svix = new_svix_id();
-    assert_eq!(app.post_signed(&svix, &updated).await.status(), 202);
+    assert_eq!(app.post_webhook(&svix, &updated).await.status(), 202);
 
     let report = tokio::time::timeout(Duration::from_secs(40), app.drain())
         .await
         .expect("the blocked job gives up on the lock instead of waiting for good");
     assert_eq!((report.succeeded, report.retrying), (0, 1));
-    let (id,): (String,) = sqlx::query_as("SELECT id FROM apalis.jobs WHERE status = 'Failed'")
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let failed = app.queue().retrying_jobs().await;
+    let [failed] = failed.as_slice() else {
+        panic!("one failed job: {failed:?}")
+    };
+    let id = failed.id.clone();
     let (job_state, attempts, error) = state(&app.ctx, &id).await;
     assert_eq!((job_state, attempts), (JobState::Retrying, 1));
     let error = error.unwrap();
     assert!(error.contains("lock timeout"), "{error}");
-    let listed: serde_json::Value = app
-        .client
-        .get(format!("{}/admin/api/jobs?state=retrying", app.address))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let last_error = listed["jobs"][0]["last_error"].as_str().unwrap();
-    assert!(last_error.contains("lock timeout"), "{listed}");
+    let (_, listed) = parse::<JobList>(app.admin_jobs(ADMIN_TOKEN, "state=retrying").await).await;
+    let last_error = listed.jobs[0].last_error.as_deref().unwrap();
+    assert!(last_error.contains("lock timeout"), "{listed:?}");
     assert_eq!(
         user(app.pool(), clerk_id)
             .await
@@ -222,11 +215,7 @@ async fn a_provision_blocked_on_a_row_lock_times_out_then_succeeds_once_released
     );
 
     blocker.rollback().await.unwrap();
-    sqlx::query("UPDATE apalis.jobs SET run_at = now() - interval '1 second' WHERE id = $1")
-        .bind(&id)
-        .execute(app.pool())
-        .await
-        .unwrap();
+    app.queue().make_due(&id).await;
     assert_eq!(app.drain().await.succeeded, 1);
     assert_eq!(state(&app.ctx, &id).await.0, JobState::Succeeded);
     assert_eq!(

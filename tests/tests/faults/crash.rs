@@ -29,7 +29,7 @@ async fn jobs_of_a_killed_worker_are_finished_by_another() {
             1,
             None,
         );
-        assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
+        assert_eq!(app.post_webhook(&new_svix_id(), &body).await.status(), 202);
     }
     for i in 0..200 {
         let body = user_event(
@@ -39,17 +39,12 @@ async fn jobs_of_a_killed_worker_are_finished_by_another() {
             1,
             None,
         );
-        assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
+        assert_eq!(app.post_webhook(&new_svix_id(), &body).await.status(), 202);
     }
     // Wait until A holds the blocked jobs.
     let start = Instant::now();
     loop {
-        let running: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM apalis.jobs WHERE status = 'Running' AND lock_by IS NOT NULL",
-        )
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+        let running = app.queue().claimed().await;
         if running >= blocked.len() as i64 {
             break;
         }
@@ -64,7 +59,7 @@ async fn jobs_of_a_killed_worker_are_finished_by_another() {
 
     let _b = WorkerProcess::start(&app.db.url, &mail_env);
     let recovered_by = Instant::now();
-    wait_for_idle_queue(app.pool(), Duration::from_secs(150)).await;
+    app.queue().wait_for_idle(Duration::from_secs(150)).await;
     eprintln!("orphaned jobs recovered in {:?}", recovered_by.elapsed());
 
     let rows = users(app.pool()).await;
@@ -97,10 +92,7 @@ async fn jobs_of_a_killed_worker_are_finished_by_another() {
     recipients.dedup();
     assert_eq!(recipients.len(), 205);
     let _ = std::fs::remove_dir_all(&mail_dir);
-    let requeued: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE attempts > 1")
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let requeued = app.queue().retried().await;
     assert!(
         requeued >= blocked.len() as i64,
         "the blocked jobs ran again after recovery"
@@ -177,7 +169,7 @@ async fn repeated_kill_9_during_a_stream_loses_and_doubles_nothing() {
     stream.await.unwrap();
     // Orphans are recovered once their worker is silent for 20 s; claimed mails after the
     // 45 s lease.
-    wait_for_idle_queue(app.pool(), Duration::from_secs(240)).await;
+    app.queue().wait_for_idle(Duration::from_secs(240)).await;
     eprintln!(
         "{kills} workers killed; drained after {:?}",
         started.elapsed()
@@ -191,11 +183,7 @@ async fn repeated_kill_9_during_a_stream_loses_and_doubles_nothing() {
     .await
     .unwrap();
     assert_eq!((processed, total), (EVENTS as i64, EVENTS as i64));
-    let unfinished: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE status <> 'Done'")
-            .fetch_one(app.pool())
-            .await
-            .unwrap();
+    let unfinished = app.queue().unfinished(None).await;
     assert_eq!(unfinished, 0, "no job stuck");
 
     // One welcome email per user: one Message-ID per recipient, none missing.

@@ -8,7 +8,7 @@ use tests::*;
 const ALICE: &str = "user_2abcFakeAlice0000000000001";
 
 async fn deliver(app: &TestApp, body: &[u8]) {
-    let status = app.post_signed(&new_svix_id(), body).await.status();
+    let status = app.post_webhook(&new_svix_id(), body).await.status();
     assert!(status == 202 || status == 200, "delivery answered {status}");
     let report = app.drain().await;
     assert_eq!(
@@ -23,7 +23,7 @@ async fn user_created_creates_the_row_and_an_audit_entry() {
     let app = TestApp::spawn().await;
     let id = new_svix_id();
     assert_eq!(
-        app.post_signed(&id, &fixture("user.created"))
+        app.post_webhook(&id, &fixture("user.created"))
             .await
             .status(),
         202

@@ -2,6 +2,7 @@
 //! them in Clerk `updated_at` order (DESIGN.md rule 3).
 
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::SeedableRng;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -70,6 +71,11 @@ fn any_order_with_duplicates_converges_to_in_order_application() {
     let case = AtomicU32::new(0);
     let config = ProptestConfig {
         cases: 48,
+        // Beside this file (convergence.proptest-regressions): the default would look under
+        // tests/tests/proptest-regressions/, since faults/ has a main.rs.
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
         ..ProptestConfig::default()
     };
     proptest!(config, |(h in history(), seed in any::<u64>(), dups in prop::collection::vec(any::<prop::sample::Index>(), 0..6))| {
@@ -119,7 +125,7 @@ async fn shuffled_deliveries_through_http_and_two_workers_converge() {
     let expected_app = TestApp::spawn().await;
     for body in &in_order {
         assert!(expected_app
-            .post_signed(&new_svix_id(), body)
+            .post_webhook(&new_svix_id(), body)
             .await
             .status()
             .is_success());
@@ -144,7 +150,7 @@ async fn shuffled_deliveries_through_http_and_two_workers_converge() {
     ];
     let mut accepted = 0;
     for chunk in deliveries.chunks(8) {
-        let sends = chunk.iter().map(|(id, body)| app.post_signed(id, body));
+        let sends = chunk.iter().map(|(id, body)| app.post_webhook(id, body));
         for resp in futures::future::join_all(sends).await {
             match resp.status().as_u16() {
                 202 => accepted += 1,
@@ -158,7 +164,9 @@ async fn shuffled_deliveries_through_http_and_two_workers_converge() {
         in_order.len(),
         "each distinct svix-id accepted once"
     );
-    wait_for_idle_queue(app.pool(), std::time::Duration::from_secs(120)).await;
+    app.queue()
+        .wait_for_idle(std::time::Duration::from_secs(120))
+        .await;
     for w in &mut workers {
         assert!(w.terminate().success(), "worker exits cleanly on SIGTERM");
     }

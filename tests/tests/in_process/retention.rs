@@ -3,6 +3,7 @@
 
 use jobs::audit::Origin;
 use jobs::retention::Retention;
+use tests::queue::Status;
 use tests::*;
 
 async fn exec(app: &TestApp, sql: &str) {
@@ -27,14 +28,34 @@ async fn retention_keeps_what_it_must() {
     }
     // Jobs: old done, recent done, old killed, old dead (failed, no attempts left), old retrying.
     exec(&app, "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen) VALUES ('w_dead', 'q', 's', '', now() - interval '3 days'), ('w_busy', 'q', 's', '', now() - interval '3 days'), ('w_live', 'q', 's', '', now())").await;
-    for (id, status, attempts, max, age, lock) in [
-        ("01J0000000000000000000DONE", "Done", 1, 5, 10, "NULL"),
-        ("01J00000000000000000NEWDON", "Done", 1, 5, 1, "NULL"),
-        ("01J0000000000000000KILLED0", "Killed", 1, 5, 10, "NULL"),
-        ("01J00000000000000000DEAD00", "Failed", 5, 5, 10, "NULL"),
-        ("01J0000000000000000RETRY00", "Failed", 1, 5, 10, "'w_busy'"),
+    for (id, status, attempts, age, lock) in [
+        ("01J0000000000000000000DONE", Status::Done, (1, 5), 10, None),
+        ("01J00000000000000000NEWDON", Status::Done, (1, 5), 1, None),
+        (
+            "01J0000000000000000KILLED0",
+            Status::Killed,
+            (1, 5),
+            10,
+            None,
+        ),
+        (
+            "01J00000000000000000DEAD00",
+            Status::Failed,
+            (5, 5),
+            10,
+            None,
+        ),
+        (
+            "01J0000000000000000RETRY00",
+            Status::Failed,
+            (1, 5),
+            10,
+            Some("w_busy"),
+        ),
     ] {
-        exec(&app, &format!("INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, done_at, lock_by) VALUES ('{id}', 'q', '\\x7b7d', '{status}', {attempts}, {max}, now(), now() - interval '{age} days', {lock})")).await;
+        app.queue()
+            .insert_stopped(id, status, attempts, age, lock)
+            .await;
     }
     let job = Retention {
         jobs_older_than_secs: 7 * 86_400,
@@ -49,10 +70,13 @@ async fn retention_keeps_what_it_must() {
         .await
         .unwrap();
     assert_eq!(events, ["msg_new_ok", "msg_old_fail", "msg_old_rej"]);
-    let jobs: Vec<String> = sqlx::query_scalar("SELECT id FROM apalis.jobs ORDER BY 1")
-        .fetch_all(app.pool())
+    let jobs: Vec<String> = app
+        .queue()
+        .jobs(None)
         .await
-        .unwrap();
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
     assert_eq!(
         jobs,
         [
@@ -73,7 +97,7 @@ async fn retention_keeps_what_it_must() {
         "{workers:?}"
     );
     // Leave the queue clean for the harness' check.
-    exec(&app, "DELETE FROM apalis.jobs").await;
+    app.queue().delete_all().await;
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use serde_json::json;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use tests::processes::WorkerProcess;
+use tests::queue::Queue;
 use tests::*;
 
 /// Clerk versions: every event of the first round is older than every deletion.
@@ -106,12 +107,9 @@ fn round_two(tag: &str, deleted: &[bool]) -> Vec<Vec<u8>> {
 
 /// Posts every body at the same moment, in the given order; each must be accepted.
 async fn post_all_at_once(app: &TestApp, bodies: &[Vec<u8>]) {
-    let sends = bodies.iter().map(|b| {
-        let req = signed_webhook(&app.client, &app.address, &new_svix_id(), b);
-        async move {
-            let resp = req.send().await.unwrap();
-            (resp.status(), resp.text().await.unwrap_or_default())
-        }
+    let sends = bodies.iter().map(|b| async move {
+        let resp = app.post_webhook(&new_svix_id(), b).await;
+        (resp.status(), resp.text().await.unwrap_or_default())
     });
     for (status, body) in futures::future::join_all(sends).await {
         assert_eq!(status, 202, "{body}");
@@ -152,15 +150,14 @@ async fn outcome(pool: &sqlx::PgPool, tag: &str) -> Outcome {
 /// Jobs that gave up, jobs that needed more than one attempt, and deadlocks Postgres detected
 /// in this database so far.
 async fn casualties(pool: &sqlx::PgPool) -> (i64, i64, i64) {
-    sqlx::query_as(
-        "SELECT (SELECT count(*) FROM apalis.jobs WHERE status = 'Killed' \
-                   OR (status = 'Failed' AND attempts >= max_attempts)), \
-                (SELECT count(*) FROM apalis.jobs WHERE attempts > 1), \
-                (SELECT deadlocks FROM pg_stat_database WHERE datname = current_database())",
+    let queue = Queue::on(pool);
+    let deadlocks: i64 = sqlx::query_scalar(
+        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
     )
     .fetch_one(pool)
     .await
-    .unwrap()
+    .unwrap();
+    (queue.dead().await, queue.retried().await, deadlocks)
 }
 
 /// Both rounds for `tag`, each posted at once in the order `shuffle` gives, then the checks.
@@ -175,7 +172,7 @@ async fn scenario(
     let mut first = round_one(tag, n);
     shuffle(&mut first);
     post_all_at_once(app, &first).await;
-    wait_for_idle_queue(app.pool(), Duration::from_secs(60)).await;
+    app.queue().wait_for_idle(Duration::from_secs(60)).await;
     let round_one_took = started.elapsed();
     eprintln!(
         "{tag}: round one, {} events, drained in {round_one_took:?}",
@@ -195,7 +192,7 @@ async fn scenario(
     let mut second = round_two(tag, deleted);
     shuffle(&mut second);
     post_all_at_once(app, &second).await;
-    wait_for_idle_queue(app.pool(), Duration::from_secs(60)).await;
+    app.queue().wait_for_idle(Duration::from_secs(60)).await;
     eprintln!(
         "{tag}: both rounds, {} events, drained in {:?}",
         first.len() + second.len(),

@@ -18,8 +18,8 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
-async fn scrape(url: String) -> String {
-    let resp = reqwest::get(url).await.unwrap();
+/// The Prometheus text of a `/metrics` answer.
+async fn scrape(resp: reqwest::Response) -> String {
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"]
         .to_str()
@@ -30,8 +30,9 @@ async fn scrape(url: String) -> String {
 
 #[tokio::test]
 async fn the_api_counts_webhooks_by_type_and_outcome_and_reports_queue_depth() {
+    let _turn = crate::RECORDER.lock().await;
     let app = TestApp::spawn().await;
-    let before = scrape(format!("{}/metrics", app.address)).await;
+    let before = scrape(app.metrics().await).await;
     let count = |text: &str, t: &str, o: &str| {
         sample(
             text,
@@ -43,10 +44,10 @@ async fn the_api_counts_webhooks_by_type_and_outcome_and_reports_queue_depth() {
 
     let id = new_svix_id();
     let body = fixture("user.created");
-    assert_eq!(app.post_signed(&id, &body).await.status(), 202);
-    assert_eq!(app.post_signed(&id, &body).await.status(), 200);
+    assert_eq!(app.post_webhook(&id, &body).await.status(), 202);
+    assert_eq!(app.post_webhook(&id, &body).await.status(), 200);
     assert_eq!(
-        app.post_signed(&new_svix_id(), &fixture("session.created"))
+        app.post_webhook(&new_svix_id(), &fixture("session.created"))
             .await
             .status(),
         200
@@ -57,11 +58,11 @@ async fn the_api_counts_webhooks_by_type_and_outcome_and_reports_queue_depth() {
         401
     );
     assert_eq!(
-        app.post_signed(&new_svix_id(), b"nonsense").await.status(),
+        app.post_webhook(&new_svix_id(), b"nonsense").await.status(),
         400
     );
 
-    let after = scrape(format!("{}/metrics", app.address)).await;
+    let after = scrape(app.metrics().await).await;
     for (t, o) in [
         ("user.created", "accepted"),
         ("user.created", "duplicate"),
@@ -95,7 +96,7 @@ async fn the_api_counts_webhooks_by_type_and_outcome_and_reports_queue_depth() {
     );
 
     app.drain().await;
-    let drained = scrape(format!("{}/metrics", app.address)).await;
+    let drained = scrape(app.metrics().await).await;
     assert_eq!(
         sample(
             &drained,
@@ -129,16 +130,19 @@ async fn the_api_counts_webhooks_by_type_and_outcome_and_reports_queue_depth() {
 
 #[tokio::test]
 async fn a_worker_serves_health_and_metrics_on_its_own_port() {
+    let _turn = crate::RECORDER.lock().await;
     let app = TestApp::spawn().await;
     let port = free_port();
     let _worker = WorkerProcess::start(&app.db.url, &[("WORKER_METRICS_PORT", &port.to_string())]);
     assert_eq!(
-        app.post_signed(&new_svix_id(), &fixture("user.created"))
+        app.post_webhook(&new_svix_id(), &fixture("user.created"))
             .await
             .status(),
         202
     );
-    wait_for_idle_queue(app.pool(), std::time::Duration::from_secs(30)).await;
+    app.queue()
+        .wait_for_idle(std::time::Duration::from_secs(30))
+        .await;
     let start = std::time::Instant::now();
     let health = loop {
         match reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
@@ -151,7 +155,12 @@ async fn a_worker_serves_health_and_metrics_on_its_own_port() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     assert_eq!(health.status(), 200);
-    let text = scrape(format!("http://127.0.0.1:{port}/metrics")).await;
+    let text = scrape(
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(
         sample(
             &text,
@@ -212,23 +221,21 @@ async fn a_worker_serves_health_and_metrics_on_its_own_port() {
 
 #[tokio::test]
 async fn the_api_measures_requests_by_route_template_its_pools_and_its_process() {
+    let _turn = crate::RECORDER.lock().await;
     let app = TestApp::spawn().await;
-    let get = |path: &str, admin: bool| {
-        let mut req = app.client.get(format!("{}{path}", app.address));
-        if admin {
-            req = req.bearer_auth(ADMIN_TOKEN);
-        }
-        req.send()
-    };
-    assert_eq!(get("/healthz", false).await.unwrap().status(), 200);
-    let unknown_event = format!("/admin/api/events/{}", new_svix_id());
-    assert_eq!(get(&unknown_event, true).await.unwrap().status(), 404);
+    assert_eq!(app.healthz().await.status(), 200);
+    let unknown_svix_id = new_svix_id();
+    let unknown_event = format!("/admin/api/events/{unknown_svix_id}");
     assert_eq!(
-        get("/no/such/route/123", false).await.unwrap().status(),
+        app.admin_event(ADMIN_TOKEN, &unknown_svix_id)
+            .await
+            .status(),
         404
     );
+    let unmatched = app.request(reqwest::Method::GET, "/no/such/route/123", Auth::None);
+    assert_eq!(unmatched.send().await.unwrap().status(), 404);
 
-    let text = scrape(format!("{}/metrics", app.address)).await;
+    let text = scrape(app.metrics().await).await;
     let requests = |route: &str, status: &str| {
         sample(
             &text,

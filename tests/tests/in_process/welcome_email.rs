@@ -3,6 +3,7 @@
 
 use jobs::mailer::SmtpMailer;
 use std::sync::Arc;
+use tests::queue::Status;
 use tests::smtp_sink::SmtpSink;
 use tests::*;
 
@@ -18,12 +19,7 @@ async fn app_with_mail(sink: &SmtpSink) -> TestApp {
 }
 
 async fn make_all_due(app: &TestApp) {
-    sqlx::query(
-        "UPDATE apalis.jobs SET run_at = now() - interval '1 second' WHERE status = 'Failed'",
-    )
-    .execute(app.pool())
-    .await
-    .unwrap();
+    app.queue().make_failed_due().await;
 }
 
 #[tokio::test]
@@ -59,11 +55,11 @@ async fn twenty_users_with_duplicate_deliveries_get_exactly_twenty_mails() {
         ));
     }
     for (id, body) in &deliveries {
-        assert!(app.post_signed(id, body).await.status().is_success());
+        assert!(app.post_webhook(id, body).await.status().is_success());
     }
     // A phone-only user gets nothing.
     assert!(app
-        .post_signed(&new_svix_id(), &fixture("user.created.no-email"))
+        .post_webhook(&new_svix_id(), &fixture("user.created.no-email"))
         .await
         .status()
         .is_success());
@@ -106,18 +102,17 @@ async fn an_smtp_outage_is_retried_then_the_mail_is_sent_once() {
     let app = app_with_mail(&sink).await;
     sink.refuse(2);
     assert_eq!(
-        app.post_signed(&new_svix_id(), &fixture("user.created"))
+        app.post_webhook(&new_svix_id(), &fixture("user.created"))
             .await
             .status(),
         202
     );
     let first = app.drain().await;
     assert_eq!(first.retrying, 1, "{first:?}");
-    let (status, err): (String, Option<serde_json::Value>) =
-        sqlx::query_as("SELECT status, last_result FROM apalis.jobs WHERE job_type = 'authsync.send_welcome_email'").fetch_one(app.pool()).await.unwrap();
-    assert_eq!(status, "Failed");
+    let welcome = app.queue().jobs(Some("authsync.send_welcome_email")).await;
+    assert_eq!(welcome[0].status, Status::Failed);
     assert!(
-        err.unwrap()["Err"].as_str().unwrap().contains("451"),
+        welcome[0].error().unwrap().contains("451"),
         "the SMTP refusal is visible"
     );
     make_all_due(&app).await;
@@ -127,7 +122,7 @@ async fn an_smtp_outage_is_retried_then_the_mail_is_sent_once() {
     assert_eq!(sink.refused(), 2);
     assert_eq!(sink.received().len(), 1);
     // Running the job again (a duplicate) sends nothing more.
-    sqlx::query("UPDATE apalis.jobs SET status = 'Pending', run_at = now() - interval '1 second' WHERE job_type = 'authsync.send_welcome_email'").execute(app.pool()).await.unwrap();
+    app.queue().requeue("authsync.send_welcome_email").await;
     app.drain().await;
     assert_eq!(sink.received().len(), 1);
 }
@@ -137,7 +132,7 @@ async fn a_claim_left_by_a_crashed_worker_is_taken_over_after_the_lease() {
     let sink = SmtpSink::start().await;
     let app = app_with_mail(&sink).await;
     assert_eq!(
-        app.post_signed(&new_svix_id(), &fixture("user.created"))
+        app.post_webhook(&new_svix_id(), &fixture("user.created"))
             .await
             .status(),
         202
@@ -157,7 +152,7 @@ async fn a_claim_left_by_a_crashed_worker_is_taken_over_after_the_lease() {
         .execute(app.pool())
         .await
         .unwrap();
-    sqlx::query("UPDATE apalis.jobs SET status = 'Pending', run_at = now() - interval '1 second' WHERE job_type = 'authsync.send_welcome_email'").execute(app.pool()).await.unwrap();
+    app.queue().requeue("authsync.send_welcome_email").await;
     // Within the lease: nobody else sends; the job waits.
     assert_eq!(app.drain().await.retrying, 1);
     assert_eq!(sink.received().len(), 1);
@@ -273,7 +268,11 @@ async fn the_welcome_mail_waits_for_a_verified_address_and_goes_once() {
     for (name, addr, steps) in cases {
         for (i, (svix_id, body, mails)) in steps.into_iter().enumerate() {
             let svix_id = svix_id.map_or_else(new_svix_id, str::to_owned);
-            assert!(app.post_signed(&svix_id, &body).await.status().is_success());
+            assert!(app
+                .post_webhook(&svix_id, &body)
+                .await
+                .status()
+                .is_success());
             let report = app.drain().await;
             assert_eq!(
                 (report.retrying, report.exhausted, report.killed),

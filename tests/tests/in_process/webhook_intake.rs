@@ -1,13 +1,10 @@
 //! `POST /webhooks/clerk` against the real api and database: signatures, limits, parsing,
 //! duplicates, and what is stored for each outcome.
 
+use reqwest::Method;
 use serde_json::Value;
+use tests::bodies::{ErrorBody, WebhookAnswer};
 use tests::*;
-
-async fn json(resp: reqwest::Response) -> (u16, Value) {
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
 
 async fn event_row(app: &TestApp, svix_id: &str) -> Option<(String, String, i32)> {
     sqlx::query_as("SELECT status, event_type, pending_jobs FROM webhook_events WHERE svix_id = $1")
@@ -18,20 +15,19 @@ async fn event_row(app: &TestApp, svix_id: &str) -> Option<(String, String, i32)
 }
 
 async fn job_count(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
-        .fetch_one(app.pool())
-        .await
-        .unwrap()
+    app.queue().count(None).await
 }
 
 #[tokio::test]
 async fn signed_user_created_is_stored_with_its_job_and_answered_202() {
     let app = TestApp::spawn().await;
     let id = new_svix_id();
-    let (status, body) = json(app.post_signed(&id, &fixture("user.created")).await).await;
-    assert_eq!(status, 202, "{body}");
-    assert_eq!(body["status"], "accepted");
-    assert_eq!(body["job_ids"].as_array().unwrap().len(), 1);
+    let (status, body) =
+        parse::<WebhookAnswer>(app.post_webhook(&id, &fixture("user.created")).await).await;
+    assert_eq!(status, 202, "{body:?}");
+    assert_eq!(body.status, "accepted");
+    let job_ids = body.job_ids.expect("accepted names its jobs");
+    assert_eq!(job_ids.len(), 1);
     assert_eq!(
         event_row(&app, &id).await,
         Some(("queued".into(), "user.created".into(), 1))
@@ -42,15 +38,9 @@ async fn signed_user_created_is_stored_with_its_job_and_answered_202() {
         .await
         .unwrap();
     assert_eq!(stored, fixture_json("user.created"));
-    let job_id = body["job_ids"][0].as_str().unwrap();
-    let (queue, meta): (String, Option<String>) =
-        sqlx::query_as("SELECT job_type, metadata -> 'svix_id' FROM apalis.jobs WHERE id = $1")
-            .bind(job_id)
-            .fetch_one(app.pool())
-            .await
-            .unwrap();
-    assert_eq!(queue, "authsync.provision_user");
-    assert_eq!(meta.as_deref(), Some(id.as_str()));
+    let job = app.queue().job(&job_ids[0]).await;
+    assert_eq!(job.job_type, "authsync.provision_user");
+    assert_eq!(job.svix_id.as_deref(), Some(id.as_str()));
     app.drain().await;
 }
 
@@ -175,15 +165,10 @@ async fn bad_deliveries_are_refused_with_clear_errors_and_store_nothing() {
         ),
     ];
     for (name, headers, body, want_status, want_code) in cases {
-        let (status, resp) = json(app.post_webhook_with(&headers, body).await).await;
-        assert_eq!(status, want_status, "{name}: {resp}");
-        assert_eq!(resp["error"]["code"], want_code, "{name}: {resp}");
-        assert!(
-            resp["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "{name}"
-        );
+        let (status, resp) = parse::<ErrorBody>(app.post_webhook_with(&headers, body).await).await;
+        assert_eq!(status, want_status, "{name}: {resp:?}");
+        assert_eq!(resp.error.code, want_code, "{name}: {resp:?}");
+        assert!(!resp.error.message.is_empty(), "{name}");
     }
     assert_eq!(event_row(&app, &id).await, None);
     assert_eq!(job_count(&app).await, 0);
@@ -206,15 +191,14 @@ async fn oversized_bodies_get_413_with_or_without_content_length() {
     let app = TestApp::spawn().await;
     let big = vec![b' '; api::config::DEFAULT_BODY_LIMIT + 1];
     let id = new_svix_id();
-    let (status, body) = json(app.post_signed(&id, &big).await).await;
-    assert_eq!(status, 413, "{body}");
-    assert_eq!(body["error"]["code"], "payload_too_large");
+    let (status, body) = parse::<ErrorBody>(app.post_webhook(&id, &big).await).await;
+    assert_eq!(status, 413, "{body:?}");
+    assert_eq!(body.error.code, "payload_too_large");
 
     // Chunked: no content-length, the limit is enforced while reading.
     let stream = futures::stream::iter((0..600).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])));
     let resp = app
-        .client
-        .post(format!("{}/webhooks/clerk", app.address))
+        .request(Method::POST, "/webhooks/clerk", Auth::None)
         .headers(reqwest::header::HeaderMap::from_iter(
             svix_headers(SECRET, &id, now_secs(), b"x")
                 .into_iter()
@@ -264,13 +248,10 @@ async fn signed_but_unparseable_bodies_are_400_and_recorded_as_rejected() {
     ];
     for (name, body, want) in cases {
         let id = new_svix_id();
-        let (status, resp) = json(app.post_signed(&id, body).await).await;
-        assert_eq!(status, 400, "{name}: {resp}");
-        assert_eq!(resp["error"]["code"], "unparseable_event", "{name}");
-        assert!(
-            resp["error"]["message"].as_str().unwrap().contains(want),
-            "{name}: {resp}"
-        );
+        let (status, resp) = parse::<ErrorBody>(app.post_webhook(&id, body).await).await;
+        assert_eq!(status, 400, "{name}: {resp:?}");
+        assert_eq!(resp.error.code, "unparseable_event", "{name}");
+        assert!(resp.error.message.contains(want), "{name}: {resp:?}");
         let (st, _, _) = event_row(&app, &id)
             .await
             .unwrap_or_else(|| panic!("{name}: not recorded"));
@@ -311,17 +292,17 @@ async fn parse_errors_are_answered_and_stored_without_the_values() {
     ];
     for (name, body, path, value) in cases {
         let id = new_svix_id();
-        let (status, resp) = json(
-            app.post_signed(&id, &serde_json::to_vec(&body).unwrap())
+        let (status, resp) = parse::<ErrorBody>(
+            app.post_webhook(&id, &serde_json::to_vec(&body).unwrap())
                 .await,
         )
         .await;
         assert_eq!(
-            (status, resp["error"]["code"].as_str()),
-            (400, Some("unparseable_event")),
+            (status, resp.error.code.as_str()),
+            (400, "unparseable_event"),
             "{name}"
         );
-        let message = resp["error"]["message"].as_str().unwrap();
+        let message = resp.error.message.as_str();
         let stored: String =
             sqlx::query_scalar("SELECT last_error FROM webhook_events WHERE svix_id = $1")
                 .bind(&id)
@@ -353,9 +334,9 @@ async fn known_but_unhandled_and_unknown_types_are_200_ignored_and_recorded() {
     ];
     for (event_type, body) in cases {
         let id = new_svix_id();
-        let (status, resp) = json(app.post_signed(&id, &body).await).await;
-        assert_eq!(status, 200, "{event_type}: {resp}");
-        assert_eq!(resp["status"], "ignored");
+        let (status, resp) = parse::<WebhookAnswer>(app.post_webhook(&id, &body).await).await;
+        assert_eq!(status, 200, "{event_type}: {resp:?}");
+        assert_eq!(resp.status, "ignored");
         assert_eq!(
             event_row(&app, &id).await,
             Some(("ignored".into(), event_type.into(), 0))
@@ -369,17 +350,15 @@ async fn a_repeated_svix_id_is_200_duplicate_and_enqueues_nothing() {
     let app = TestApp::spawn().await;
     let id = new_svix_id();
     let body = fixture("user.created");
-    assert_eq!(app.post_signed(&id, &body).await.status(), 202);
-    let (status, resp) = json(app.post_signed(&id, &body).await).await;
+    assert_eq!(app.post_webhook(&id, &body).await.status(), 202);
+    let (status, resp) = parse::<WebhookAnswer>(app.post_webhook(&id, &body).await).await;
     assert_eq!(status, 200);
-    assert_eq!(resp["status"], "duplicate");
+    assert_eq!(resp.status, "duplicate");
     assert_eq!(job_count(&app).await, 1);
     app.drain().await;
     // After processing, a late redelivery is still a duplicate.
-    assert_eq!(
-        json(app.post_signed(&id, &body).await).await.1["status"],
-        "duplicate"
-    );
+    let (_, late) = parse::<WebhookAnswer>(app.post_webhook(&id, &body).await).await;
+    assert_eq!(late.status, "duplicate");
     assert_eq!(job_count(&app).await, 1);
 }
 
@@ -388,7 +367,7 @@ async fn concurrent_duplicates_store_one_event_and_one_job() {
     let app = TestApp::spawn().await;
     let id = new_svix_id();
     let body = fixture("user.created");
-    let sends = (0..50).map(|_| app.post_signed(&id, &body));
+    let sends = (0..50).map(|_| app.post_webhook(&id, &body));
     let statuses: Vec<u16> = futures::future::join_all(sends)
         .await
         .iter()
@@ -413,23 +392,16 @@ async fn an_unreachable_database_is_503_with_retry_after_and_never_2xx() {
     // A database URL nothing listens on: the api starts (lazy pool) but cannot store events.
     let db = TestDb::new().await;
     let broken = db.url.replacen(&format!(":{}", db_port(&db.url)), ":1", 1);
-    let app = TestApp::spawn_with_api_database(db, broken).await;
+    let app = TestApp::builder().db(db).api_database(broken).spawn().await;
     let body = fixture("user.created");
-    let resp = app.post_signed(&new_svix_id(), &body).await;
+    let resp = app.post_webhook(&new_svix_id(), &body).await;
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "5");
-    let (_, resp) = json(resp).await;
-    assert_eq!(resp["error"]["code"], "unavailable");
+    assert_eq!(error_code(resp).await, (503, "unavailable".to_owned()));
     // Signed but unparseable: cannot be recorded either, so it is 503 too (Svix will retry).
-    let resp = app.post_signed(&new_svix_id(), b"garbage").await;
+    let resp = app.post_webhook(&new_svix_id(), b"garbage").await;
     assert_eq!(resp.status(), 503);
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
+    assert_eq!(app.readyz().await.status(), 503);
 }
 
 fn db_port(url: &str) -> u16 {
@@ -439,19 +411,8 @@ fn db_port(url: &str) -> u16 {
 #[tokio::test]
 async fn health_and_readiness_answer() {
     let app = TestApp::spawn().await;
-    let h = app
-        .client
-        .get(format!("{}/healthz", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(h.status(), 200);
-    let r = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(app.healthz().await.status(), 200);
+    let r = app.readyz().await;
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("x-request-id"));
     for (name, value) in [
@@ -470,8 +431,7 @@ async fn health_and_readiness_answer() {
         "no HSTS over plain HTTP"
     );
     let tls = app
-        .client
-        .get(format!("{}/healthz", app.address))
+        .request(Method::GET, "/healthz", Auth::None)
         .header("x-forwarded-proto", "https")
         .send()
         .await
@@ -514,8 +474,10 @@ async fn an_accepted_webhook_wakes_an_idle_worker_without_its_poll() {
         1,
         None,
     );
-    assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
-    wait_for_idle_queue(app.pool(), std::time::Duration::from_secs(10)).await;
+    assert_eq!(app.post_webhook(&new_svix_id(), &body).await.status(), 202);
+    app.queue()
+        .wait_for_idle(std::time::Duration::from_secs(10))
+        .await;
     assert!(user(app.pool(), "user_woken").await.is_some());
     worker.stop().await;
 }
@@ -542,38 +504,38 @@ async fn concurrent_deliveries_each_get_their_own_event_and_jobs() {
     let sends = events
         .iter()
         .chain(events.iter().step_by(4))
-        .map(|(id, body)| async move { (id.clone(), json(app.post_signed(id, body).await).await) });
+        .map(|(id, body)| async move {
+            (
+                id.clone(),
+                parse::<WebhookAnswer>(app.post_webhook(id, body).await).await,
+            )
+        });
     let answers = futures::future::join_all(sends).await;
     let mut accepted = std::collections::HashMap::new();
     let mut duplicates = 0;
     for (id, (status, resp)) in &answers {
         match status {
             202 => {
-                assert_eq!(resp["svix_id"], id.as_str());
-                let jobs = resp["job_ids"].as_array().unwrap();
-                assert_eq!(jobs.len(), 1, "{resp}");
-                assert!(accepted
-                    .insert(id.clone(), jobs[0].as_str().unwrap().to_owned())
-                    .is_none());
+                assert_eq!(&resp.svix_id, id);
+                let jobs = resp.job_ids.as_deref().unwrap_or_default();
+                assert_eq!(jobs.len(), 1, "{resp:?}");
+                assert!(accepted.insert(id.clone(), jobs[0].clone()).is_none());
             }
             200 => {
-                assert_eq!(resp["status"], "duplicate", "{resp}");
+                assert_eq!(resp.status, "duplicate", "{resp:?}");
                 duplicates += 1;
             }
-            other => panic!("{id}: {other} {resp}"),
+            other => panic!("{id}: {other} {resp:?}"),
         }
     }
     assert_eq!((accepted.len(), duplicates), (40, 10));
     // Each answered job is in the database, belongs to the event it was answered for, and is
     // the only job of that event.
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT id, metadata -> 'svix_id' FROM apalis.jobs")
-            .fetch_all(app.pool())
-            .await
-            .unwrap();
+    let rows = app.queue().jobs(None).await;
     assert_eq!(rows.len(), 40);
-    for (job, svix) in rows {
-        assert_eq!(accepted.get(&svix), Some(&job), "{svix}");
+    for job in rows {
+        let svix = job.svix_id.expect("a webhook job names its event");
+        assert_eq!(accepted.get(&svix), Some(&job.id), "{svix}");
     }
     let stored: i64 =
         sqlx::query_scalar("SELECT count(*) FROM webhook_events WHERE status = 'queued'")
@@ -608,7 +570,7 @@ async fn a_delivery_the_database_refuses_fails_alone() {
         async move {
             (
                 id.clone(),
-                app.post_signed(id, &body).await.status().as_u16(),
+                app.post_webhook(id, &body).await.status().as_u16(),
             )
         }
     });

@@ -6,6 +6,7 @@ use jobs::audit::Origin;
 use jobs::queue::Job;
 use jobs::reconcile::Reconcile;
 use serde_json::{json, Value};
+use tests::bodies::{Confirmed, ReconcileReport, ReconcileStarted};
 use tests::fake_clerk::{FakeClerk, Scripted};
 use tests::*;
 
@@ -21,7 +22,7 @@ fn clerk_user(id: &str, email: &str, updated_at: i64, created_at: i64) -> Value 
 #[tokio::test]
 async fn drift_is_repaired_in_both_directions_through_a_rate_limit() {
     let clerk = FakeClerk::start().await;
-    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    let mut app = TestApp::builder().clerk(&clerk).spawn().await;
     // Seed our side without metadata write-back, which would itself move Clerk's versions.
     let with_clerk = app.ctx.clerk.take();
     // In step: u1..u4. Stale here: u5 (Clerk has a newer version). Missing here: u6, u7.
@@ -41,11 +42,11 @@ async fn drift_is_repaired_in_both_directions_through_a_rate_limit() {
             10,
             None,
         );
-        assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
+        assert_eq!(app.post_webhook(&new_svix_id(), &body).await.status(), 202);
     }
     // Here but gone from Clerk: u8.
     assert_eq!(
-        app.post_signed(
+        app.post_webhook(
             &new_svix_id(),
             &user_event("user.created", "user_r8", Some("r8@example.com"), 10, None)
         )
@@ -135,29 +136,17 @@ async fn seed(app: &mut TestApp, n: usize) {
             10,
             *role,
         );
-        assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
+        assert_eq!(app.post_webhook(&new_svix_id(), &body).await.status(), 202);
     }
     app.drain().await;
     app.ctx.clerk = with_clerk;
 }
 
-async fn admin_call(
-    app: &TestApp,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-) -> (u16, Value) {
-    let resp = app
-        .client
-        .request(method, format!("{}{path}", app.address))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
+/// `GET /admin/api/reconcile` as the operator.
+async fn runs(app: &TestApp) -> ReconcileReport {
+    let (s, report) = parse::<ReconcileReport>(app.reconcile_runs(ADMIN_TOKEN).await).await;
+    assert_eq!(s, 200);
+    report
 }
 
 async fn live_users(app: &TestApp) -> usize {
@@ -170,16 +159,16 @@ async fn live_users(app: &TestApp) -> usize {
 
 /// Runs a Reconcile through the queue, as `POST /admin/api/reconcile` does; returns its job id.
 async fn run_reconcile(app: &TestApp, token: &str) -> String {
-    let (s, body) = admin_call(app, token, reqwest::Method::POST, "/admin/api/reconcile").await;
-    assert_eq!(s, 202, "{body}");
+    let (s, started) = parse::<ReconcileStarted>(app.reconcile(token).await).await;
+    assert_eq!(s, 202, "{started:?}");
     app.drain().await;
-    body["job_id"].as_str().unwrap().to_owned()
+    started.job_id
 }
 
 #[tokio::test]
 async fn a_backend_that_knows_none_of_our_users_deletes_nobody_until_an_operator_confirms() {
     let clerk = FakeClerk::start().await;
-    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    let mut app = TestApp::builder().clerk(&clerk).spawn().await;
     app.ctx.reconcile.session_jwks_url = Some(clerk.jwks_url()); // same instance: check passes
     seed(&mut app, 11).await;
     // Clerk lists nobody and answers 404 for each of our 12 users: more than the default 10.
@@ -187,27 +176,25 @@ async fn a_backend_that_knows_none_of_our_users_deletes_nobody_until_an_operator
     let job_id = run_reconcile(&app, &admin).await;
 
     assert_eq!(live_users(&app).await, 12, "nothing is deleted");
-    let (_, report) = admin_call(&app, &admin, reqwest::Method::GET, "/admin/api/reconcile").await;
-    let run = &report["runs"][0];
+    let (_, report) = parse::<ReconcileReport>(app.reconcile_runs(&admin).await).await;
+    let run = &report.runs[0];
     assert_eq!(
         (
-            &run["job_id"],
-            &run["deleted"],
-            &run["held_deletions"],
-            &run["error"]
+            run.job_id.as_deref(),
+            run.deleted,
+            run.held_deletions,
+            &run.error
         ),
-        (&json!(job_id), &json!(0), &json!(12), &Value::Null),
-        "{report}"
+        (Some(job_id.as_str()), Some(0), 12, &None),
+        "{report:?}"
     );
 
-    let confirm = format!("/admin/api/reconcile/{job_id}/confirm");
-    let (s, body) = admin_call(&app, &admin, reqwest::Method::POST, &confirm).await;
-    assert_eq!((s, &body["confirmed"]), (202, &json!(12)), "{body}");
-    assert_eq!(body["job_ids"].as_array().unwrap().len(), 12);
-    let (s, again) = admin_call(&app, &admin, reqwest::Method::POST, &confirm).await;
+    let (s, confirmed) = parse::<Confirmed>(app.confirm_reconcile(&admin, &job_id).await).await;
+    assert_eq!((s, confirmed.confirmed), (202, 12), "{confirmed:?}");
+    assert_eq!(confirmed.job_ids.len(), 12);
     assert_eq!(
-        (s, again["error"]["code"].as_str()),
-        (409, Some("conflict")),
+        error_code(app.confirm_reconcile(&admin, &job_id).await).await,
+        (409, "conflict".to_owned()),
         "confirmed once"
     );
     let report = app.drain().await;
@@ -225,67 +212,42 @@ async fn a_backend_that_knows_none_of_our_users_deletes_nobody_until_an_operator
     .await
     .unwrap();
     assert_eq!(actors, ["user:user_admin"], "the operator is the actor");
-    let (_, report) = admin_call(
-        &app,
-        ADMIN_TOKEN,
-        reqwest::Method::GET,
-        "/admin/api/reconcile",
-    )
-    .await;
+    let report = runs(&app).await;
     assert_eq!(
         (
-            &report["runs"][0]["held_deletions"],
-            &report["runs"][0]["confirmed_deletions"]
+            report.runs[0].held_deletions,
+            report.runs[0].confirmed_deletions
         ),
-        (&json!(0), &json!(12))
+        (0, 12)
     );
-    let (s, body) = admin_call(
-        &app,
-        ADMIN_TOKEN,
-        reqwest::Method::POST,
-        "/admin/api/reconcile/01JNOSUCHRUN/confirm",
-    )
-    .await;
     assert_eq!(
-        (s, body["error"]["code"].as_str()),
-        (404, Some("not_found"))
+        error_code(app.confirm_reconcile(ADMIN_TOKEN, "01JNOSUCHRUN").await).await,
+        (404, "not_found".to_owned())
     );
 }
 
 #[tokio::test]
 async fn a_secret_key_of_another_instance_fails_the_run_and_changes_nothing() {
     let clerk = FakeClerk::start().await;
-    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    let mut app = TestApp::builder().clerk(&clerk).spawn().await;
     app.allow_unfinished_jobs = true; // the refused run stays dead, for the operator to see
     app.ctx.reconcile.session_jwks_url = Some(clerk.jwks_url());
     clerk.serve_backend_keys(&["foreign"]);
     seed(&mut app, 3).await;
-    let jobs_before: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let jobs_before = app.queue().count(None).await;
     let audit_before: i64 =
         sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action <> 'reconcile.requested'")
             .fetch_one(app.pool())
             .await
             .unwrap();
 
-    let (s, body) = admin_call(
-        &app,
-        ADMIN_TOKEN,
-        reqwest::Method::POST,
-        "/admin/api/reconcile",
-    )
-    .await;
+    let (s, started) = parse::<ReconcileStarted>(app.reconcile(ADMIN_TOKEN).await).await;
     assert_eq!(s, 202);
     let report = app.drain().await;
     assert_eq!((report.succeeded, report.killed), (0, 1), "fatal at once");
 
     assert_eq!(live_users(&app).await, 4, "nobody deleted");
-    let jobs_after: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let jobs_after = app.queue().count(None).await;
     assert_eq!(jobs_after, jobs_before + 1, "no job but the run itself");
     let audit_after: i64 =
         sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action <> 'reconcile.requested'")
@@ -304,34 +266,22 @@ async fn a_secret_key_of_another_instance_fails_the_run_and_changes_nothing() {
         "stopped before asking about users"
     );
 
-    let job_id = body["job_id"].as_str().unwrap();
-    let err: String =
-        sqlx::query_scalar("SELECT last_result ->> 'Err' FROM apalis.jobs WHERE id = $1")
-            .bind(job_id)
-            .fetch_one(app.pool())
-            .await
-            .unwrap();
+    let job_id = started.job_id.as_str();
+    let job = app.queue().job(job_id).await;
+    let err = job.error().expect("the run failed");
     assert!(err.contains("instance_mismatch"), "{err}");
-    let (_, report) = admin_call(
-        &app,
-        ADMIN_TOKEN,
-        reqwest::Method::GET,
-        "/admin/api/reconcile",
-    )
-    .await;
-    let run = &report["runs"][0];
-    assert_eq!(run["job_id"], job_id);
-    assert_eq!(run["error"]["code"], "instance_mismatch", "{report}");
-    assert!(run["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("CLERK_JWKS_URL"));
+    let report = runs(&app).await;
+    let run = &report.runs[0];
+    assert_eq!(run.job_id.as_deref(), Some(job_id));
+    let error = run.error.as_ref().expect("the run's error");
+    assert_eq!(error.code, "instance_mismatch", "{report:?}");
+    assert!(error.message.contains("CLERK_JWKS_URL"));
 }
 
 #[tokio::test]
 async fn deletions_up_to_the_limit_apply_at_once() {
     let clerk = FakeClerk::start().await;
-    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    let mut app = TestApp::builder().clerk(&clerk).spawn().await;
     app.ctx.reconcile.max_deletions = 3;
     seed(&mut app, 3).await;
     let mut admin = fixture_json("user.created")["data"].clone();
@@ -353,25 +303,19 @@ async fn deletions_up_to_the_limit_apply_at_once() {
         [Some("user_admin".to_owned())],
         "three gone users, three deletions applied"
     );
-    let (_, report) = admin_call(
-        &app,
-        ADMIN_TOKEN,
-        reqwest::Method::GET,
-        "/admin/api/reconcile",
-    )
-    .await;
-    let run = &report["runs"][0];
+    let report = runs(&app).await;
+    let run = &report.runs[0];
     assert_eq!(
-        (&run["deleted"], &run["held_deletions"]),
-        (&json!(3), &json!(0)),
-        "{report}"
+        (run.deleted, run.held_deletions),
+        (Some(3), 0),
+        "{report:?}"
     );
 }
 
 #[tokio::test]
 async fn a_hold_nobody_confirmed_is_superseded_by_the_next_run_and_cannot_be_confirmed() {
     let clerk = FakeClerk::start().await;
-    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    let mut app = TestApp::builder().clerk(&clerk).spawn().await;
     seed(&mut app, 11).await;
     // A run while the Backend API lists nobody (a wrong key) holds all 12 users.
     let first = run_reconcile(&app, ADMIN_TOKEN).await;
@@ -383,35 +327,20 @@ async fn a_hold_nobody_confirmed_is_superseded_by_the_next_run_and_cannot_be_con
     clerk.put_user(clerk_user("user_admin", "user_admin@example.com", 10, 1));
     let second = run_reconcile(&app, ADMIN_TOKEN).await;
 
-    let (_, report) = admin_call(
-        &app,
-        ADMIN_TOKEN,
-        reqwest::Method::GET,
-        "/admin/api/reconcile",
-    )
-    .await;
-    let held: Vec<(Value, Value)> = report["runs"]
-        .as_array()
-        .unwrap()
+    let report = runs(&app).await;
+    let held: Vec<(Option<&str>, i64)> = report
+        .runs
         .iter()
-        .map(|r| (r["job_id"].clone(), r["held_deletions"].clone()))
+        .map(|r| (r.job_id.as_deref(), r.held_deletions))
         .collect();
     assert_eq!(
         held,
-        [(json!(second), json!(0)), (json!(first), json!(0))],
-        "the old hold no longer waits: {report}"
+        [(Some(second.as_str()), 0), (Some(first.as_str()), 0)],
+        "the old hold no longer waits: {report:?}"
     );
-    let (s, body) = admin_call(
-        &app,
-        ADMIN_TOKEN,
-        reqwest::Method::POST,
-        &format!("/admin/api/reconcile/{first}/confirm"),
-    )
-    .await;
     assert_eq!(
-        (s, body["error"]["code"].as_str()),
-        (409, Some("conflict")),
-        "{body}"
+        error_code(app.confirm_reconcile(ADMIN_TOKEN, &first).await).await,
+        (409, "conflict".to_owned())
     );
     app.drain().await;
     assert_eq!(live_users(&app).await, 12, "nobody is deleted");

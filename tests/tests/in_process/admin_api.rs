@@ -3,29 +3,15 @@
 
 use reqwest::Method;
 use serde_json::{json, Value};
+use tests::bodies::{
+    EventDetail, EventList, JobList, ReconcileReport, ReconcileStarted, Replayed, SyncAnswer,
+};
 use tests::fake_clerk::FakeClerk;
 use tests::*;
 
-enum Auth<'a> {
-    None,
-    Token(&'a str),
-}
-
-async fn call(app: &TestApp, method: Method, path: &str, auth: Auth<'_>) -> (u16, Value) {
-    let mut req = app.client.request(method, format!("{}{path}", app.address));
-    if let Auth::Token(t) = auth {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
-}
-
 async fn setup() -> (FakeClerk, TestApp) {
     let clerk = FakeClerk::start().await;
-    let app = TestApp::spawn_with_clerk(&clerk).await;
+    let app = TestApp::builder().clerk(&clerk).spawn().await;
     for (id, role) in [("user_admin", Some("admin")), ("user_plain", None)] {
         let body = user_event(
             "user.created",
@@ -34,13 +20,9 @@ async fn setup() -> (FakeClerk, TestApp) {
             1,
             role,
         );
-        assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
+        assert_eq!(app.post_webhook(&new_svix_id(), &body).await.status(), 202);
     }
-    let mut ctx = app.ctx.clone();
-    ctx.clerk = None; // no metadata write-back in this setup
-    jobs::queue::drain(&ctx, &jobs::queue::registry())
-        .await
-        .unwrap();
+    app.drain_without_clerk().await; // no metadata write-back in this setup
     (clerk, app)
 }
 
@@ -61,27 +43,36 @@ async fn every_operator_route_checks_credentials() {
         (Method::POST, "/admin/api/reconcile", 202),
     ];
     for (m, path, admin_status) in routes {
+        let status = |auth: Auth<'_>| {
+            let req = app.request(m.clone(), path, auth);
+            async move {
+                let resp = req.send().await.unwrap();
+                (resp.status().as_u16(), resp)
+            }
+        };
         assert_eq!(
-            call(&app, m.clone(), path, Auth::None).await.0,
+            status(Auth::None).await.0,
             401,
             "{m} {path} without credentials"
         );
         assert_eq!(
-            call(&app, m.clone(), path, Auth::Token("wrong-token"))
-                .await
-                .0,
+            status(Auth::Bearer("wrong-token")).await.0,
             401,
             "{m} {path} with a wrong token"
         );
-        let (s, body) = call(&app, m.clone(), path, Auth::Token(&plain)).await;
         assert_eq!(
-            (s, body["error"]["code"].as_str()),
-            (403, Some("forbidden")),
+            error_code(status(Auth::Bearer(&plain)).await.1).await,
+            (403, "forbidden".to_owned()),
             "{m} {path} as a non-admin"
         );
         for who in [ADMIN_TOKEN, admin.as_str()] {
-            let (s, body) = call(&app, m.clone(), path, Auth::Token(who)).await;
-            assert_eq!(s, admin_status, "{m} {path} as an admin: {body}");
+            let (s, resp) = status(Auth::Bearer(who)).await;
+            assert_eq!(
+                s,
+                admin_status,
+                "{m} {path} as an admin: {:?}",
+                resp.text().await
+            );
         }
     }
     // The admins' POST /admin/api/reconcile queued one run; let it finish.
@@ -92,64 +83,41 @@ async fn every_operator_route_checks_credentials() {
 async fn the_event_log_filters_sorts_pages_and_redacts() {
     let (_clerk, app) = setup().await;
     assert_eq!(
-        app.post_signed("msg_otp", &fixture("email.created"))
+        app.post_webhook("msg_otp", &fixture("email.created"))
             .await
             .status(),
         200
     );
-    assert_eq!(app.post_signed("msg_bad", b"not json").await.status(), 400);
-    let (s, all) = call(
-        &app,
-        Method::GET,
-        "/admin/api/events",
-        Auth::Token(ADMIN_TOKEN),
-    )
-    .await;
+    assert_eq!(app.post_webhook("msg_bad", b"not json").await.status(), 400);
+    let (s, all) = parse::<EventList>(app.admin_events(ADMIN_TOKEN, "").await).await;
     assert_eq!(s, 200);
-    let ids: Vec<&str> = all["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["svix_id"].as_str().unwrap())
-        .collect();
+    let ids = all.svix_ids();
     assert_eq!(ids.len(), 4);
     assert_eq!(&ids[..2], ["msg_bad", "msg_otp"], "newest first");
 
-    let (_, rejected) = call(
-        &app,
-        Method::GET,
-        "/admin/api/events?status=rejected",
-        Auth::Token(ADMIN_TOKEN),
-    )
-    .await;
-    assert_eq!(rejected["events"].as_array().unwrap().len(), 1);
-    assert!(rejected["events"][0]["last_error"]
-        .as_str()
+    let (_, rejected) =
+        parse::<EventList>(app.admin_events(ADMIN_TOKEN, "status=rejected").await).await;
+    assert_eq!(rejected.events.len(), 1);
+    assert!(rejected.events[0]
+        .last_error
+        .as_deref()
         .unwrap()
         .contains("not a JSON"));
-    let (_, users) = call(
-        &app,
-        Method::GET,
-        "/admin/api/events?type=user.created&order=asc",
-        Auth::Token(ADMIN_TOKEN),
+    let (_, users) = parse::<EventList>(
+        app.admin_events(ADMIN_TOKEN, "type=user.created&order=asc")
+            .await,
     )
     .await;
-    assert_eq!(users["events"].as_array().unwrap().len(), 2);
+    assert_eq!(users.events.len(), 2);
 
     // Cursor pagination walks everything once.
     let mut seen = Vec::new();
-    let mut path = "/admin/api/events?limit=3".to_owned();
+    let mut query = "limit=3".to_owned();
     loop {
-        let (_, page) = call(&app, Method::GET, &path, Auth::Token(ADMIN_TOKEN)).await;
-        seen.extend(
-            page["events"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e["svix_id"].as_str().unwrap().to_owned()),
-        );
-        match page["next_cursor"].as_str() {
-            Some(c) => path = format!("/admin/api/events?limit=3&cursor={}", urlencode(c)),
+        let (_, page) = parse::<EventList>(app.admin_events(ADMIN_TOKEN, &query).await).await;
+        seen.extend(page.events.iter().map(|e| e.svix_id.clone()));
+        match page.next_cursor {
+            Some(c) => query = format!("limit=3&cursor={}", urlencode(&c)),
             None => break,
         }
     }
@@ -162,42 +130,21 @@ async fn the_event_log_filters_sorts_pages_and_redacts() {
         "order=sideways",
         "cursor=nonsense",
     ] {
-        let (s, body) = call(
-            &app,
-            Method::GET,
-            &format!("/admin/api/events?{bad}"),
-            Auth::Token(ADMIN_TOKEN),
-        )
-        .await;
         assert_eq!(
-            (s, body["error"]["code"].as_str()),
-            (400, Some("invalid_query")),
+            error_code(app.admin_events(ADMIN_TOKEN, bad).await).await,
+            (400, "invalid_query".to_owned()),
             "{bad}"
         );
     }
 
-    let (s, detail) = call(
-        &app,
-        Method::GET,
-        "/admin/api/events/msg_otp",
-        Auth::Token(ADMIN_TOKEN),
-    )
-    .await;
-    assert_eq!(s, 200);
-    assert_eq!(detail["payload"]["data"]["data"]["otp_code"], "[redacted]");
-    assert!(
-        !detail.to_string().contains("424242"),
-        "the one-time code never leaves"
-    );
+    let resp = app.admin_event(ADMIN_TOKEN, "msg_otp").await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let detail: EventDetail = serde_json::from_str(&text).unwrap();
+    assert_eq!(detail.payload["data"]["data"]["otp_code"], "[redacted]");
+    assert!(!text.contains("424242"), "the one-time code never leaves");
     assert_eq!(
-        call(
-            &app,
-            Method::GET,
-            "/admin/api/events/msg_missing",
-            Auth::Token(ADMIN_TOKEN)
-        )
-        .await
-        .0,
+        app.admin_event(ADMIN_TOKEN, "msg_missing").await.status(),
         404
     );
 }
@@ -217,57 +164,25 @@ async fn replay_enqueues_the_events_jobs_again() {
     .fetch_one(app.pool())
     .await
     .unwrap();
-    let (s, body) = call(
-        &app,
-        Method::POST,
-        &format!("/admin/api/events/{id}/replay"),
-        Auth::Token(ADMIN_TOKEN),
-    )
-    .await;
-    assert_eq!(s, 202, "{body}");
-    assert_eq!(body["job_ids"].as_array().unwrap().len(), 1);
-    let (_, detail) = call(
-        &app,
-        Method::GET,
-        &format!("/admin/api/events/{id}"),
-        Auth::Token(ADMIN_TOKEN),
-    )
-    .await;
-    assert_eq!(detail["status"], "queued");
-    let mut ctx = app.ctx.clone();
-    ctx.clerk = None;
-    jobs::queue::drain(&ctx, &jobs::queue::registry())
-        .await
-        .unwrap();
-    let (_, detail) = call(
-        &app,
-        Method::GET,
-        &format!("/admin/api/events/{id}"),
-        Auth::Token(ADMIN_TOKEN),
-    )
-    .await;
-    assert_eq!(
-        (detail["status"].as_str(), detail["attempts"].as_i64()),
-        (Some("processed"), Some(2))
-    );
+    let (s, replayed) = parse::<Replayed>(app.replay(ADMIN_TOKEN, &id).await).await;
+    assert_eq!(s, 202);
+    assert_eq!(replayed.job_ids.len(), 1);
+    let (_, detail) = parse::<EventDetail>(app.admin_event(ADMIN_TOKEN, &id).await).await;
+    assert_eq!(detail.status, "queued");
+    app.drain_without_clerk().await;
+    let (_, detail) = parse::<EventDetail>(app.admin_event(ADMIN_TOKEN, &id).await).await;
+    assert_eq!((detail.status.as_str(), detail.attempts), ("processed", 2));
     assert_eq!(users(app.pool()).await.len(), 2, "idempotent: no duplicate");
     // Ignored types cause no jobs: nothing to replay.
     assert_eq!(
-        app.post_signed("msg_sess", &fixture("session.created"))
+        app.post_webhook("msg_sess", &fixture("session.created"))
             .await
             .status(),
         200
     );
-    let (s, body) = call(
-        &app,
-        Method::POST,
-        "/admin/api/events/msg_sess/replay",
-        Auth::Token(ADMIN_TOKEN),
-    )
-    .await;
     assert_eq!(
-        (s, body["error"]["code"].as_str()),
-        (400, Some("not_replayable"))
+        error_code(app.replay(ADMIN_TOKEN, "msg_sess").await).await,
+        (400, "not_replayable".to_owned())
     );
 }
 
@@ -276,36 +191,17 @@ async fn a_dead_job_is_listed_and_can_be_retried() {
     let (clerk, app) = setup().await;
     // The fallback for a user Clerk does not know fails fatally.
     let token = clerk.token("user_ghost");
-    let (_, started) = call(&app, Method::POST, "/v1/sync", Auth::Token(&token)).await;
-    let job_id = started["job_id"].as_str().unwrap().to_owned();
+    let (_, started) = parse::<SyncAnswer>(app.sync(&token).await).await;
+    let job_id = started.job_id().to_owned();
     assert_eq!(app.drain().await.killed, 1);
-    let (_, dead) = call(
-        &app,
-        Method::GET,
-        "/admin/api/jobs?state=dead",
-        Auth::Token(ADMIN_TOKEN),
-    )
-    .await;
-    let listed = &dead["jobs"].as_array().unwrap()[0];
-    assert_eq!(listed["job_id"], job_id.as_str());
-    assert!(listed["last_error"].as_str().unwrap().contains("no user"));
-    let (_, retrying) = call(
-        &app,
-        Method::GET,
-        "/admin/api/jobs?state=retrying",
-        Auth::Token(ADMIN_TOKEN),
-    )
-    .await;
-    assert!(retrying["jobs"].as_array().unwrap().is_empty());
+    let (_, dead) = parse::<JobList>(app.admin_jobs(ADMIN_TOKEN, "state=dead").await).await;
+    let listed = &dead.jobs[0];
+    assert_eq!(listed.job_id, job_id);
+    assert!(listed.last_error.as_deref().unwrap().contains("no user"));
+    let (_, retrying) = parse::<JobList>(app.admin_jobs(ADMIN_TOKEN, "state=retrying").await).await;
+    assert!(retrying.jobs.is_empty());
     assert_eq!(
-        call(
-            &app,
-            Method::GET,
-            "/admin/api/jobs?state=weird",
-            Auth::Token(ADMIN_TOKEN)
-        )
-        .await
-        .0,
+        app.admin_jobs(ADMIN_TOKEN, "state=weird").await.status(),
         400
     );
 
@@ -314,37 +210,16 @@ async fn a_dead_job_is_listed_and_can_be_retried() {
     ghost["id"] = json!("user_ghost");
     ghost["email_addresses"][0]["email_address"] = json!("ghost@example.com");
     clerk.put_user(ghost);
-    let (s, _) = call(
-        &app,
-        Method::POST,
-        &format!("/admin/api/jobs/{job_id}/retry"),
-        Auth::Token(ADMIN_TOKEN),
-    )
-    .await;
-    assert_eq!(s, 202);
+    assert_eq!(app.retry_job(ADMIN_TOKEN, &job_id).await.status(), 202);
     assert_eq!(
-        call(
-            &app,
-            Method::POST,
-            &format!("/admin/api/jobs/{job_id}/retry"),
-            Auth::Token(ADMIN_TOKEN)
-        )
-        .await
-        .0,
+        app.retry_job(ADMIN_TOKEN, &job_id).await.status(),
         409,
         "not dead any more"
     );
     app.drain().await;
     assert!(user(app.pool(), "user_ghost").await.is_some());
     assert_eq!(
-        call(
-            &app,
-            Method::POST,
-            "/admin/api/jobs/01JNOSUCHJOB/retry",
-            Auth::Token(ADMIN_TOKEN)
-        )
-        .await
-        .0,
+        app.retry_job(ADMIN_TOKEN, "01JNOSUCHJOB").await.status(),
         404
     );
 }
@@ -361,62 +236,30 @@ async fn reconcile_runs_on_demand_once_at_a_time_and_reports_its_counts() {
         clerk.put_user(u);
     }
     let admin = clerk.token("user_admin");
-    let (s, first) = call(
-        &app,
-        Method::POST,
-        "/admin/api/reconcile",
-        Auth::Token(&admin),
-    )
-    .await;
-    assert_eq!(
-        (s, &first["already_queued"]),
-        (202, &json!(false)),
-        "{first}"
-    );
-    let (s, second) = call(
-        &app,
-        Method::POST,
-        "/admin/api/reconcile",
-        Auth::Token(ADMIN_TOKEN),
-    )
-    .await;
+    let (s, first) = parse::<ReconcileStarted>(app.reconcile(&admin).await).await;
+    assert_eq!((s, first.already_queued), (202, false), "{first:?}");
+    let (s, second) = parse::<ReconcileStarted>(app.reconcile(ADMIN_TOKEN).await).await;
     assert_eq!(s, 202);
     assert_eq!(
-        (&second["job_id"], &second["already_queued"]),
-        (&first["job_id"], &json!(true)),
+        (&second.job_id, second.already_queued),
+        (&first.job_id, true),
         "a second request while one is queued names the queued run"
     );
-    let (_, report) = call(
-        &app,
-        Method::GET,
-        "/admin/api/reconcile",
-        Auth::Token(ADMIN_TOKEN),
-    )
-    .await;
-    assert_eq!(report["current"]["job_id"], first["job_id"]);
-    assert_eq!(report["current"]["state"], "queued");
-    assert_eq!(report["runs"], json!([]));
+    let (_, report) = parse::<ReconcileReport>(app.reconcile_runs(ADMIN_TOKEN).await).await;
+    let current = report.current.expect("a current run");
+    assert_eq!(current.job_id, first.job_id);
+    assert_eq!(current.state, "queued");
+    assert!(report.runs.is_empty());
 
     app.drain().await;
     assert!(user(app.pool(), "user_missed").await.is_some());
-    let (_, report) = call(
-        &app,
-        Method::GET,
-        "/admin/api/reconcile",
-        Auth::Token(ADMIN_TOKEN),
-    )
-    .await;
-    assert_eq!(report["current"], Value::Null);
-    let run = &report["runs"][0];
+    let (_, report) = parse::<ReconcileReport>(app.reconcile_runs(ADMIN_TOKEN).await).await;
+    assert!(report.current.is_none());
+    let run = &report.runs[0];
     assert_eq!(
-        (
-            &run["actor"],
-            &run["scanned"],
-            &run["created"],
-            &run["deleted"]
-        ),
-        (&json!("user:user_admin"), &json!(3), &json!(1), &json!(0)),
-        "{report}"
+        (run.actor.as_str(), run.scanned, run.created, run.deleted),
+        ("user:user_admin", Some(3), Some(1), Some(0)),
+        "{report:?}"
     );
     assert!(audit_actions(app.pool(), "system")
         .await
@@ -426,16 +269,9 @@ async fn reconcile_runs_on_demand_once_at_a_time_and_reports_its_counts() {
 #[tokio::test]
 async fn reconcile_on_demand_needs_the_clerk_secret_key() {
     let app = TestApp::spawn().await;
-    let (s, body) = call(
-        &app,
-        Method::POST,
-        "/admin/api/reconcile",
-        Auth::Token(ADMIN_TOKEN),
-    )
-    .await;
     assert_eq!(
-        (s, body["error"]["code"].as_str()),
-        (503, Some("not_configured"))
+        error_code(app.reconcile(ADMIN_TOKEN).await).await,
+        (503, "not_configured".to_owned())
     );
 }
 
@@ -500,16 +336,11 @@ async fn cross_site_cookie_posts_are_refused_and_same_origin_or_bearer_ones_pass
             "a Bearer session without either header",
         ),
     ];
-    let jobs = || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM apalis.jobs")
-            .fetch_one(app.pool())
-            .await
-            .unwrap()
-    };
+    let queue = app.queue();
+    let jobs = || queue.count(None);
     let send = |path: &str, caller: Caller| {
         let mut req = app
-            .client
-            .post(format!("{}{path}", app.address))
+            .request(Method::POST, path, Auth::None)
             .header("content-type", "application/x-www-form-urlencoded")
             .body("confirm=yes");
         match caller {
@@ -536,11 +367,9 @@ async fn cross_site_cookie_posts_are_refused_and_same_origin_or_bearer_ones_pass
         for (caller, what) in refused {
             let before = jobs().await;
             let resp = send(path, caller).await.unwrap();
-            let status = resp.status().as_u16();
-            let body: Value = resp.json().await.unwrap();
             assert_eq!(
-                (status, body["error"]["code"].as_str()),
-                (403, Some("cross_site_request")),
+                error_code(resp).await,
+                (403, "cross_site_request".to_owned()),
                 "POST {path} with the cookie and {what}"
             );
             assert_eq!(
@@ -556,8 +385,7 @@ async fn cross_site_cookie_posts_are_refused_and_same_origin_or_bearer_ones_pass
     }
     // Reading is not state-changing: a cookie GET needs neither header.
     let resp = app
-        .client
-        .get(format!("{}/admin/api/events", app.address))
+        .request(Method::GET, "/admin/api/events", Auth::None)
         .header("cookie", format!("__session={admin}"))
         .header("sec-fetch-site", "cross-site")
         .send()
@@ -579,17 +407,11 @@ async fn a_one_time_code_is_redacted_in_its_fields_even_when_a_number_contains_i
     email["data"]["body_plain"] = json!(format!("Your code: {code}"));
     email["data"]["body"] = json!(format!("<p>Your code: <b>{code}</b></p>"));
     let body = serde_json::to_vec(&email).unwrap();
-    assert_eq!(app.post_signed("msg_otp_num", &body).await.status(), 200);
+    assert_eq!(app.post_webhook("msg_otp_num", &body).await.status(), 200);
 
-    let (s, detail) = call(
-        &app,
-        Method::GET,
-        "/admin/api/events/msg_otp_num",
-        Auth::Token(ADMIN_TOKEN),
-    )
-    .await;
+    let (s, detail) = parse::<EventDetail>(app.admin_event(ADMIN_TOKEN, "msg_otp_num").await).await;
     assert_eq!(s, 200);
-    let payload = &detail["payload"];
+    let payload = &detail.payload;
     assert_eq!(payload["data"]["data"]["otp_code"], "[redacted]");
     assert_eq!(
         payload["data"]["subject"],

@@ -3,24 +3,22 @@
 
 use jobs::mailer::SmtpMailer;
 use jobs::queue::WorkerSettings;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
+use tests::bodies::{JobStatus, SyncAnswer};
 use tests::fake_clerk::FakeClerk;
+use tests::queue::{Queue, Status};
 use tests::smtp_sink::SmtpSink;
 use tests::*;
 
 const USERS: usize = 48;
 
-async fn count(app: &TestApp, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(app.pool()).await.unwrap()
-}
-
 #[tokio::test]
 async fn slow_clerk_and_smtp_outage_back_off_without_starving_the_urgent_lane() {
     let clerk = FakeClerk::start().await;
     let sink = SmtpSink::start().await;
-    let mut app = TestApp::spawn_with_clerk(&clerk).await;
+    let mut app = TestApp::builder().clerk(&clerk).spawn().await;
     let mailer = SmtpMailer::new(&sink.url(), "authsync <hi@authsync.test>".parse().unwrap());
     app.ctx = app.ctx.clone().with_mailer(Arc::new(mailer.unwrap()));
     let user_json = |id: &str| {
@@ -55,13 +53,18 @@ async fn slow_clerk_and_smtp_outage_back_off_without_starving_the_urgent_lane() 
             1,
             None,
         );
-        assert_eq!(app.post_signed(&new_svix_id(), &body).await.status(), 202);
+        assert_eq!(app.post_webhook(&new_svix_id(), &body).await.status(), 202);
     }
     // The ordinary lane fills up with slow write-backs, and welcome emails start failing.
+    let queue = app.queue();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let busy = count(&app, "SELECT count(*) FROM apalis.jobs WHERE job_type = 'authsync.sync_metadata' AND status = 'Running'").await;
-        let refused = count(&app, "SELECT count(*) FROM apalis.jobs WHERE job_type = 'authsync.send_welcome_email' AND status = 'Failed'").await;
+        let busy = queue
+            .in_state(Some("authsync.sync_metadata"), Status::Running)
+            .await;
+        let refused = queue
+            .in_state(Some("authsync.send_welcome_email"), Status::Failed)
+            .await;
         if busy >= 8 && refused >= 1 {
             break;
         }
@@ -74,24 +77,21 @@ async fn slow_clerk_and_smtp_outage_back_off_without_starving_the_urgent_lane() 
 
     // The dashboard fallback for a new user: served by the reserved urgent lane.
     let token = clerk.token("user_urgent");
-    let started: Value = app.sync(&token).await.json().await.unwrap();
-    let job_id = started["job_id"].as_str().unwrap().to_owned();
-    let done: Value = app
-        .job(&token, &job_id, Some(10_000))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(done["state"], "succeeded", "{done}");
-    assert_eq!(done["user"]["clerk_user_id"], "user_urgent");
+    let (_, started) = parse::<SyncAnswer>(app.sync(&token).await).await;
+    let (_, done) = parse::<JobStatus>(app.job(&token, started.job_id(), Some(10_000)).await).await;
+    assert_eq!(done.state, "succeeded", "{done:?}");
+    assert_eq!(
+        done.user.and_then(|u| u.clerk_user_id).as_deref(),
+        Some("user_urgent")
+    );
     // It finished while the slow write-backs were still queued or running ...
-    let waiting = count(&app, "SELECT count(*) FROM apalis.jobs WHERE job_type = 'authsync.sync_metadata' AND status <> 'Done'").await;
+    let waiting = queue.unfinished(Some("authsync.sync_metadata")).await;
     assert!(waiting > 0, "the slow Clerk backlog was still there");
     // ... and the refused mails wait out a backoff stored in the database (their next run is
     // later than their failure), not a hot loop.
-    let backing_off = count(&app, "SELECT count(*) FROM apalis.jobs WHERE job_type = 'authsync.send_welcome_email' AND status = 'Failed' AND attempts < max_attempts AND run_at > done_at").await;
+    let backing_off = queue.backing_off("authsync.send_welcome_email").await;
     assert!(backing_off > 0);
-    let max_attempts = count(&app, "SELECT coalesce(max(attempts), 0)::int8 FROM apalis.jobs WHERE job_type = 'authsync.send_welcome_email'").await;
+    let max_attempts = queue.most_attempts("authsync.send_welcome_email").await;
     assert!(
         max_attempts <= 3,
         "no retry storm: {max_attempts} attempts already"
@@ -103,13 +103,11 @@ async fn slow_clerk_and_smtp_outage_back_off_without_starving_the_urgent_lane() 
     let pool = app.pool().clone();
     let fast_forward = tokio::spawn(async move {
         loop {
-            let _ = sqlx::query("UPDATE apalis.jobs SET run_at = now() WHERE status = 'Failed' AND attempts < max_attempts AND run_at > now()")
-                .execute(&pool)
-                .await;
+            Queue::on(&pool).end_backoffs().await;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
-    wait_for_idle_queue(app.pool(), Duration::from_secs(120)).await;
+    app.queue().wait_for_idle(Duration::from_secs(120)).await;
     fast_forward.abort();
     worker.stop().await;
     assert_eq!(users(app.pool()).await.len(), USERS + 1);

@@ -2,22 +2,19 @@
 //! (polled and long-polled), the urgent lane, Backend API failure modes and the metadata echo.
 
 use jobs::queue::WorkerSettings;
+use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
+use tests::bodies::{JobList, JobStatus, SyncAnswer};
 use tests::fake_clerk::{FakeClerk, Scripted};
 use tests::*;
 
 const ALICE: &str = "user_2abcFakeAlice0000000000001";
 
-async fn body(resp: reqwest::Response) -> (u16, Value) {
-    let s = resp.status().as_u16();
-    (s, resp.json().await.unwrap_or(Value::Null))
-}
-
 async fn setup() -> (FakeClerk, TestApp) {
     let clerk = FakeClerk::start().await;
     clerk.put_user(fixture_json("user.created")["data"].clone());
-    let app = TestApp::spawn_with_clerk(&clerk).await;
+    let app = TestApp::builder().clerk(&clerk).spawn().await;
     (clerk, app)
 }
 
@@ -81,13 +78,12 @@ async fn session_tokens_are_checked_case_by_case() {
         ),
     ];
     for (name, token, code) in cases {
-        let mut req = app.client.post(format!("{}/v1/sync", app.address));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let (status, resp) = body(req.send().await.unwrap()).await;
-        assert_eq!(status, 401, "{name}: {resp}");
-        assert_eq!(resp["error"]["code"], code, "{name}: {resp}");
+        let auth = token.as_deref().map_or(Auth::None, Auth::Bearer);
+        assert_eq!(
+            error_code(app.sync(auth).await).await,
+            (401, code.to_owned()),
+            "{name}"
+        );
     }
     // A token signed by a foreign key under a published kid fails the signature check.
     let pem_forged = {
@@ -98,16 +94,13 @@ async fn session_tokens_are_checked_case_by_case() {
         parts[0] = base64_url(&json!({"alg": "RS256", "typ": "JWT", "kid": "key1"}).to_string());
         parts.join(".")
     };
-    let (status, resp) = body(app.sync(&pem_forged).await).await;
     assert_eq!(
-        (status, resp["error"]["code"].as_str()),
-        (401, Some("invalid_token")),
-        "{resp}"
+        error_code(app.sync(&pem_forged).await).await,
+        (401, "invalid_token".to_owned())
     );
     // The session cookie works like the bearer header.
     let resp = app
-        .client
-        .post(format!("{}/v1/sync", app.address))
+        .request(Method::POST, "/v1/sync", Auth::None)
         .header("cookie", format!("__session={}", clerk.token(ALICE)))
         .send()
         .await
@@ -147,31 +140,36 @@ async fn a_rotated_key_is_fetched_once_and_unknown_kids_cause_no_storm() {
 async fn sync_provisions_through_an_urgent_job_that_the_owner_can_poll() {
     let (clerk, app) = setup().await;
     let token = clerk.token(ALICE);
-    let (status, first) = body(app.sync(&token).await).await;
-    assert_eq!(status, 202, "{first}");
-    let job_id = first["job_id"].as_str().unwrap().to_owned();
-    assert_eq!(first["poll_url"], format!("/v1/jobs/{job_id}"));
+    let (status, first) = parse::<SyncAnswer>(app.sync(&token).await).await;
+    assert_eq!(status, 202, "{first:?}");
+    let job_id = first.job_id().to_owned();
+    assert_eq!(first.poll_url, Some(format!("/v1/jobs/{job_id}")));
     // A second call while it is outstanding returns the same job.
-    let (_, second) = body(app.sync(&token).await).await;
-    assert_eq!(second["job_id"], job_id.as_str());
+    let (_, second) = parse::<SyncAnswer>(app.sync(&token).await).await;
+    assert_eq!(second.job_id(), job_id);
 
-    let (status, queued) = body(app.job(&token, &job_id, None).await).await;
+    let (status, queued) = parse::<Value>(app.job(&token, &job_id, None).await).await;
     assert_eq!(status, 200);
-    assert_eq!(queued["state"], "queued");
-    assert_eq!(queued["max_attempts"], 10);
-    assert!(queued.get("user").is_none());
+    assert!(queued.get("user").is_none(), "{queued}");
+    let queued: JobStatus = serde_json::from_value(queued).unwrap();
+    assert_eq!(queued.state, "queued");
+    assert_eq!(queued.max_attempts, 10);
 
     app.drain().await;
-    let (_, done) = body(app.job(&token, &job_id, None).await).await;
-    assert_eq!(done["state"], "succeeded", "{done}");
-    assert_eq!(done["attempts"], 1);
-    assert_eq!(done["user"]["clerk_user_id"], ALICE);
-    assert_eq!(done["user"]["email"], "alice@example.com");
+    let (_, done) = parse::<JobStatus>(app.job(&token, &job_id, None).await).await;
+    assert_eq!(done.state, "succeeded", "{done:?}");
+    assert_eq!(done.attempts, 1);
+    let user = done.user.expect("the provisioned user");
+    assert_eq!(user.clerk_user_id.as_deref(), Some(ALICE));
+    assert_eq!(user.email.as_deref(), Some("alice@example.com"));
 
-    let (status, ready) = body(app.sync(&token).await).await;
+    let (status, ready) = parse::<SyncAnswer>(app.sync(&token).await).await;
     assert_eq!(status, 200);
-    assert_eq!(ready["status"], "ready");
-    assert_eq!(ready["user"]["email"], "alice@example.com");
+    assert_eq!(ready.status, "ready");
+    assert_eq!(
+        ready.user.and_then(|u| u.email).as_deref(),
+        Some("alice@example.com")
+    );
     assert_eq!(audit_actions(app.pool(), ALICE).await[0], "user.created");
     let actor: String =
         sqlx::query_scalar("SELECT actor FROM audit_log WHERE subject = $1 ORDER BY id LIMIT 1")
@@ -185,35 +183,32 @@ async fn sync_provisions_through_an_urgent_job_that_the_owner_can_poll() {
 #[tokio::test]
 async fn jobs_are_visible_to_their_owner_only_and_bad_queries_are_400() {
     let (clerk, app) = setup().await;
-    let (_, started) = body(app.sync(&clerk.token(ALICE)).await).await;
-    let job_id = started["job_id"].as_str().unwrap();
-    let (status, resp) = body(
-        app.job(&clerk.token("user_someoneelse"), job_id, None)
-            .await,
-    )
-    .await;
+    let (_, started) = parse::<SyncAnswer>(app.sync(&clerk.token(ALICE)).await).await;
+    let job_id = started.job_id();
     assert_eq!(
-        (status, resp["error"]["code"].as_str()),
-        (404, Some("not_found"))
+        error_code(
+            app.job(&clerk.token("user_someoneelse"), job_id, None)
+                .await
+        )
+        .await,
+        (404, "not_found".to_owned())
     );
-    let (status, _) = body(
+    assert_eq!(
         app.job(&clerk.token(ALICE), "01JUNKJUNKJUNKJUNKJUNKJUNK", None)
-            .await,
-    )
-    .await;
-    assert_eq!(status, 404);
+            .await
+            .status(),
+        404
+    );
     for bad in ["-5", "soon", "1e3"] {
+        let path = format!("/v1/jobs/{job_id}?wait_ms={bad}");
         let r = app
-            .client
-            .get(format!("{}/v1/jobs/{job_id}?wait_ms={bad}", app.address))
-            .bearer_auth(clerk.token(ALICE))
+            .request(Method::GET, &path, &clerk.token(ALICE))
             .send()
             .await
             .unwrap();
-        let (status, resp) = body(r).await;
         assert_eq!(
-            (status, resp["error"]["code"].as_str()),
-            (400, Some("invalid_wait_ms")),
+            error_code(r).await,
+            (400, "invalid_wait_ms".to_owned()),
             "{bad}"
         );
     }
@@ -225,11 +220,11 @@ async fn jobs_are_visible_to_their_owner_only_and_bad_queries_are_400() {
 async fn long_polling_answers_when_the_job_ends_or_when_the_wait_is_over() {
     let (clerk, app) = setup().await;
     let token = clerk.token(ALICE);
-    let (_, started) = body(app.sync(&token).await).await;
-    let job_id = started["job_id"].as_str().unwrap().to_owned();
     // No worker: the wait runs out and the job is still queued.
-    let (_, waited) = body(app.job(&token, &job_id, Some(300)).await).await;
-    assert_eq!(waited["state"], "queued");
+    let (_, started) = parse::<SyncAnswer>(app.sync(&token).await).await;
+    let job_id = started.job_id().to_owned();
+    let (_, waited) = parse::<JobStatus>(app.job(&token, &job_id, Some(300)).await).await;
+    assert_eq!(waited.state, "queued");
     // Start a worker while a long poll is waiting: the answer is the finished job.
     let poll = app.job(&token, &job_id, Some(10_000));
     let worker = RunningWorker::start(
@@ -237,20 +232,23 @@ async fn long_polling_answers_when_the_job_ends_or_when_the_wait_is_over() {
         jobs::queue::registry(),
         WorkerSettings::default(),
     );
-    let (_, done) = body(poll.await).await;
-    assert_eq!(done["state"], "succeeded", "{done}");
-    assert_eq!(done["user"]["clerk_user_id"], ALICE);
+    let (_, done) = parse::<JobStatus>(poll.await).await;
+    assert_eq!(done.state, "succeeded", "{done:?}");
+    assert_eq!(
+        done.user.and_then(|u| u.clerk_user_id).as_deref(),
+        Some(ALICE)
+    );
     // The metadata write-back it enqueued runs too.
-    wait_for_idle_queue(app.pool(), Duration::from_secs(20)).await;
+    app.queue().wait_for_idle(Duration::from_secs(20)).await;
     worker.stop().await;
 }
 
 #[tokio::test]
 async fn the_fallback_racing_the_webhook_yields_one_row() {
     let (clerk, app) = setup().await;
-    let (_, started) = body(app.sync(&clerk.token(ALICE)).await).await;
+    let (_, started) = parse::<SyncAnswer>(app.sync(&clerk.token(ALICE)).await).await;
     assert_eq!(
-        app.post_signed(&new_svix_id(), &fixture("user.created"))
+        app.post_webhook(&new_svix_id(), &fixture("user.created"))
             .await
             .status(),
         202
@@ -261,33 +259,26 @@ async fn the_fallback_racing_the_webhook_yields_one_row() {
         jobs::queue::registry(),
         WorkerSettings::default(),
     );
-    let (_, done) = body(
-        app.job(
-            &clerk.token(ALICE),
-            started["job_id"].as_str().unwrap(),
-            Some(10_000),
-        )
-        .await,
+    let (_, done) = parse::<JobStatus>(
+        app.job(&clerk.token(ALICE), started.job_id(), Some(10_000))
+            .await,
     )
     .await;
-    assert_eq!(done["state"], "succeeded");
-    wait_for_idle_queue(app.pool(), Duration::from_secs(20)).await;
+    assert_eq!(done.state, "succeeded");
+    app.queue().wait_for_idle(Duration::from_secs(20)).await;
     worker.stop().await;
     let rows = users(app.pool()).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
-    let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE status <> 'Done'")
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
-    assert_eq!(failed, 0);
+    assert_eq!(app.queue().unfinished(None).await, 0);
 }
 
 /// The job's `error` is the generic sentence with the job id as reference, and none of
 /// the stored error's words.
-fn assert_generic_with_reference(status: &Value, job_id: &str, raw: &[&str]) {
-    let shown = status["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error: {status}"));
+fn assert_generic_with_reference(status: &JobStatus, job_id: &str, raw: &[&str]) {
+    let shown = status
+        .error
+        .as_deref()
+        .unwrap_or_else(|| panic!("no error: {status:?}"));
     assert!(shown.contains(job_id), "{shown}");
     for word in raw {
         assert!(!shown.contains(word), "{word:?} shown to the user: {shown}");
@@ -295,23 +286,17 @@ fn assert_generic_with_reference(status: &Value, job_id: &str, raw: &[&str]) {
 }
 
 async fn run_at_in_secs(app: &TestApp, job_id: &str) -> f64 {
-    sqlx::query_scalar(
-        "SELECT extract(epoch from run_at - now())::float8 FROM apalis.jobs WHERE id = $1",
-    )
-    .bind(job_id)
-    .fetch_one(app.pool())
-    .await
-    .unwrap()
+    app.queue().job(job_id).await.due_in_ms / 1000.0
 }
 
 #[tokio::test]
 async fn backend_api_failures_are_retried_or_stop_as_classified() {
     let (clerk, mut app) = setup().await;
     let token = clerk.token(ALICE);
-    let (_, started) = body(app.sync(&token).await).await;
-    let job_id = started["job_id"].as_str().unwrap().to_owned();
-
     // 429 with Retry-After: the next run waits for it.
+    let (_, started) = parse::<SyncAnswer>(app.sync(&token).await).await;
+    let job_id = started.job_id().to_owned();
+
     clerk.script([Scripted::Status {
         code: 429,
         retry_after: Some(30),
@@ -319,15 +304,12 @@ async fn backend_api_failures_are_retried_or_stop_as_classified() {
     assert_eq!(app.drain().await.retrying, 1);
     let wait = run_at_in_secs(&app, &job_id).await;
     assert!((28.0..=31.0).contains(&wait), "retry in {wait}s");
-    let (_, st) = body(app.job(&token, &job_id, None).await).await;
-    assert_eq!(st["state"], "retrying");
+    let (_, st) = parse::<JobStatus>(app.job(&token, &job_id, None).await).await;
+    assert_eq!(st.state, "retrying");
     assert_generic_with_reference(&st, &job_id, &["429", "rate limit"]);
 
     // 500: retried with the exponential backoff.
-    sqlx::query("UPDATE apalis.jobs SET run_at = now() - interval '1 second'")
-        .execute(app.pool())
-        .await
-        .unwrap();
+    app.queue().make_all_due().await;
     clerk.script([Scripted::Status {
         code: 500,
         retry_after: None,
@@ -336,58 +318,40 @@ async fn backend_api_failures_are_retried_or_stop_as_classified() {
     let wait = run_at_in_secs(&app, &job_id).await;
     assert!((0.0..=2.1).contains(&wait), "second backoff {wait}s");
     // Clerk's raw answer is for operators, not for the signed-in user.
-    let (_, st) = body(app.job(&token, &job_id, None).await).await;
+    let (_, st) = parse::<JobStatus>(app.job(&token, &job_id, None).await).await;
     assert_generic_with_reference(&st, &job_id, &["500", "scripted failure", "Clerk"]);
-    let ops: Value = app
-        .client
-        .get(format!("{}/admin/api/jobs?state=retrying", app.address))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let listed = &ops["jobs"][0];
-    assert_eq!(listed["job_id"], job_id.as_str(), "{ops}");
+    let (_, ops) = parse::<JobList>(app.admin_jobs(ADMIN_TOKEN, "state=retrying").await).await;
+    let listed = &ops.jobs[0];
+    assert_eq!(listed.job_id, job_id, "{ops:?}");
     assert!(
-        listed["last_error"]
-            .as_str()
+        listed
+            .last_error
+            .as_deref()
             .is_some_and(|e| e.contains("500") && e.contains("scripted failure")),
-        "{ops}"
+        "{ops:?}"
     );
 
     // A slow answer within the timeout still succeeds.
-    sqlx::query("UPDATE apalis.jobs SET run_at = now() - interval '1 second'")
-        .execute(app.pool())
-        .await
-        .unwrap();
+    app.queue().make_all_due().await;
     clerk.script([Scripted::Slow(Duration::from_millis(300))]);
     assert_eq!(
         app.drain().await.succeeded,
         2,
         "the sync job and the metadata write-back it asked for"
     );
-    let (_, st) = body(app.job(&token, &job_id, None).await).await;
-    assert_eq!(
-        (st["state"].as_str(), st["attempts"].as_i64()),
-        (Some("succeeded"), Some(3))
-    );
+    let (_, st) = parse::<JobStatus>(app.job(&token, &job_id, None).await).await;
+    assert_eq!((st.state.as_str(), st.attempts), ("succeeded", 3));
 
     // A user Clerk does not know: 404 stops at once.
-    let (_, ghost) = body(app.sync(&clerk.token("user_ghost")).await).await;
+    let (_, ghost) = parse::<SyncAnswer>(app.sync(&clerk.token("user_ghost")).await).await;
     assert_eq!(app.drain().await.killed, 1);
-    let (_, st) = body(
-        app.job(
-            &clerk.token("user_ghost"),
-            ghost["job_id"].as_str().unwrap(),
-            None,
-        )
-        .await,
+    let (_, st) = parse::<JobStatus>(
+        app.job(&clerk.token("user_ghost"), ghost.job_id(), None)
+            .await,
     )
     .await;
-    assert_eq!(st["state"], "failed");
-    assert_generic_with_reference(&st, ghost["job_id"].as_str().unwrap(), &["no user", "404"]);
+    assert_eq!(st.state, "failed");
+    assert_generic_with_reference(&st, ghost.job_id(), &["no user", "404"]);
     app.allow_unfinished_jobs = true;
 }
 
@@ -431,29 +395,22 @@ async fn an_urgent_job_finishes_while_ten_thousand_webhook_jobs_wait() {
         },
     );
     let token = clerk.token(ALICE);
-    let (_, started) = body(app.sync(&token).await).await;
-    let (_, done) = body(
-        app.job(&token, started["job_id"].as_str().unwrap(), Some(10_000))
-            .await,
-    )
-    .await;
-    let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE job_type = 'authsync.provision_user' AND status <> 'Done'")
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
-    assert_eq!(done["state"], "succeeded", "{done}");
+    let (_, started) = parse::<SyncAnswer>(app.sync(&token).await).await;
+    let (_, done) = parse::<JobStatus>(app.job(&token, started.job_id(), Some(10_000)).await).await;
+    let backlog = app
+        .queue()
+        .unfinished(Some("authsync.provision_user"))
+        .await;
+    assert_eq!(done.state, "succeeded", "{done:?}");
     assert!(
         backlog > 5_000,
         "the backlog was still there: {backlog} webhook jobs waiting"
     );
     worker.stop().await;
     // The backlog has made its point; working it off would only slow the suite down.
-    sqlx::query(
-        "DELETE FROM apalis.jobs WHERE job_type = 'authsync.provision_user' AND status <> 'Done'",
-    )
-    .execute(app.pool())
-    .await
-    .unwrap();
+    app.queue()
+        .delete_unfinished("authsync.provision_user")
+        .await;
     app.drain().await;
 }
 
@@ -461,7 +418,7 @@ async fn an_urgent_job_finishes_while_ten_thousand_webhook_jobs_wait() {
 async fn metadata_is_written_back_once_and_the_echo_ends_the_chain() {
     let (clerk, app) = setup().await;
     assert_eq!(
-        app.post_signed(&new_svix_id(), &fixture("user.created"))
+        app.post_webhook(&new_svix_id(), &fixture("user.created"))
             .await
             .status(),
         202
@@ -488,7 +445,7 @@ async fn metadata_is_written_back_once_and_the_echo_ends_the_chain() {
     echo["data"] = in_clerk;
     let report = {
         assert_eq!(
-            app.post_signed(&new_svix_id(), &serde_json::to_vec(&echo).unwrap())
+            app.post_webhook(&new_svix_id(), &serde_json::to_vec(&echo).unwrap())
                 .await
                 .status(),
             202
@@ -500,13 +457,7 @@ async fn metadata_is_written_back_once_and_the_echo_ends_the_chain() {
         "only the ProvisionUser of the echo ran"
     );
     assert_eq!(clerk.metadata_writes(), 1);
-    let sync_jobs: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM apalis.jobs WHERE job_type = 'authsync.sync_metadata'",
-    )
-    .fetch_one(app.pool())
-    .await
-    .unwrap();
-    assert_eq!(sync_jobs, 1);
+    assert_eq!(app.queue().count(Some("authsync.sync_metadata")).await, 1);
 
     // A role change in Clerk (admin) is written back as the new role.
     let mut promoted = clerk.user(ALICE).unwrap();
@@ -515,7 +466,7 @@ async fn metadata_is_written_back_once_and_the_echo_ends_the_chain() {
     clerk.put_user(promoted.clone());
     echo["data"] = promoted;
     assert_eq!(
-        app.post_signed(&new_svix_id(), &serde_json::to_vec(&echo).unwrap())
+        app.post_webhook(&new_svix_id(), &serde_json::to_vec(&echo).unwrap())
             .await
             .status(),
         202

@@ -9,7 +9,9 @@ use jobs::queue::{self, Job, Registry, WorkerSettings};
 use jobs::JobContext;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use tests::bodies::{JobStatus, SyncAnswer};
 use tests::fake_clerk::FakeClerk;
+use tests::queue::Status;
 use tests::*;
 
 /// A worker's pool as the worker binary builds it, of `max` connections.
@@ -72,16 +74,16 @@ async fn jobs_wait_for_a_connection_of_a_small_pool_instead_of_failing() {
             ..Default::default()
         },
     );
-    wait_for_idle_queue(&db.pool, Duration::from_secs(90)).await;
+    tests::queue::Queue::on(&db.pool)
+        .wait_for_idle(Duration::from_secs(90))
+        .await;
     worker.stop().await;
 
     // Assert: every job succeeded at its first attempt.
-    let by_status: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM apalis.jobs GROUP BY 1 ORDER BY 1")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
-    assert_eq!(by_status, vec![("Done".to_owned(), 24)]);
+    assert_eq!(
+        tests::queue::Queue::on(&db.pool).jobs_by_state().await,
+        [(Status::Done, 24)]
+    );
 }
 
 const ALICE: &str = "user_2abcFakeAlice0000000000001";
@@ -92,7 +94,7 @@ async fn an_urgent_job_gets_a_connection_of_the_default_pool_under_a_webhook_bac
     // concurrency.
     let clerk = FakeClerk::start().await;
     clerk.put_user(fixture_json("user.created")["data"].clone());
-    let app = TestApp::spawn_with_clerk(&clerk).await;
+    let app = TestApp::builder().clerk(&clerk).spawn().await;
     let template = match jobs::clerk::ClerkEvent::parse(&fixture("user.created"))
         .unwrap()
         .kind
@@ -120,30 +122,22 @@ async fn an_urgent_job_gets_a_connection_of_the_default_pool_under_a_webhook_bac
 
     // Act: the user asks, and waits for the answer.
     let token = clerk.token(ALICE);
-    let started: serde_json::Value = app.sync(&token).await.json().await.unwrap();
-    let done: serde_json::Value = app
-        .job(&token, started["job_id"].as_str().unwrap(), Some(10_000))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, started) = parse::<SyncAnswer>(app.sync(&token).await).await;
+    let (_, done) = parse::<JobStatus>(app.job(&token, started.job_id(), Some(10_000)).await).await;
 
     // Assert: done while webhook jobs were still waiting.
-    let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE job_type = 'authsync.provision_user' AND status <> 'Done'")
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
-    assert_eq!(done["state"], "succeeded", "{done}");
+    let backlog = app
+        .queue()
+        .unfinished(Some("authsync.provision_user"))
+        .await;
+    assert_eq!(done.state, "succeeded", "{done:?}");
     assert!(
         backlog > 0,
         "the backlog was gone before the urgent job ended"
     );
     worker.stop().await;
-    sqlx::query(
-        "DELETE FROM apalis.jobs WHERE job_type = 'authsync.provision_user' AND status <> 'Done'",
-    )
-    .execute(app.pool())
-    .await
-    .unwrap();
+    app.queue()
+        .delete_unfinished("authsync.provision_user")
+        .await;
     app.drain().await;
 }

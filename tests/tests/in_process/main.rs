@@ -1,0 +1,22 @@
+//! The tests that run the api (and workers) inside the test process: one binary, so the
+//! harness and the api are compiled and linked once.
+
+mod admin_api;
+mod clerk_api;
+mod connection_budget;
+mod deadlines;
+mod fallback;
+mod fuzz_corpus;
+mod http_server;
+mod ip_allowlist;
+mod openapi;
+mod outages;
+mod provisioning;
+mod queue;
+mod reconcile;
+mod retention;
+mod session_keys;
+mod smtp_tls;
+mod tenancy;
+mod webhook_intake;
+mod welcome_email;
