@@ -155,7 +155,8 @@ const SATURATION_SAMPLE: std::time::Duration = std::time::Duration::from_millis(
 /// waiter or parks it idle often enough to break that run; a pool whose connections are all
 /// held by stuck statements or long transactions does not, and every other request or job
 /// then waits up to its acquire timeout. The run's length is exported as the gauge
-/// `authsync_db_pool_saturated_seconds{pool}` (0 while not saturated) and read by the
+/// `authsync_db_pool_saturated_seconds{pool}` (0 while not saturated, and at a run's first
+/// look) and read by the
 /// readiness checks.
 #[derive(Clone)]
 pub struct PoolWatch {
@@ -190,12 +191,15 @@ impl PoolWatch {
                     && pool.num_idle() == 0
                     && !pool.is_closed();
                 let mut since = since.lock().expect("pool watch lock");
-                *since = match (*since, full) {
-                    (_, false) => None,
-                    (None, true) => Some(std::time::Instant::now()),
-                    (started, true) => started,
+                // One full look is a moment, not a run (a worker starting its queues fills its
+                // pool for an instant): the gauge counts from the run's first look once a
+                // second look confirms it.
+                let secs;
+                (*since, secs) = match (*since, full) {
+                    (_, false) => (None, 0.0),
+                    (None, true) => (Some(std::time::Instant::now()), 0.0),
+                    (Some(s), true) => (Some(s), s.elapsed().as_secs_f64()),
                 };
-                let secs = since.map_or(0.0, |s| s.elapsed().as_secs_f64());
                 metrics::gauge!("authsync_db_pool_saturated_seconds", "pool" => name).set(secs);
             }
         });
