@@ -32,6 +32,7 @@ pub struct Deleted {
 const BATCH: i64 = 5000;
 
 impl Job for Retention {
+    type Context = JobContext;
     /// Never rename: queued rows carry it.
     const QUEUE: &'static str = "authsync.retention";
     const MAX_ATTEMPTS: u32 = 5;
@@ -42,8 +43,8 @@ impl Job for Retention {
     /// result writer is released in milliseconds.
     const DB_LIMITS: crate::db::TxLimits = crate::db::TxLimits::new(5_000, 60_000);
 
-    fn origin(&self) -> &Origin {
-        &self.origin
+    fn metadata(&self) -> crate::queue::Metadata {
+        self.origin.metadata()
     }
 
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {

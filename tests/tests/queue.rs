@@ -19,10 +19,11 @@ struct Flaky {
 }
 
 impl Job for Flaky {
+    type Context = JobContext;
     const QUEUE: &'static str = "test.flaky";
     const MAX_ATTEMPTS: u32 = 3;
-    fn origin(&self) -> &Origin {
-        &self.origin
+    fn metadata(&self) -> jobs::queue::Metadata {
+        self.origin.metadata()
     }
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
         let runs: i64 = sqlx::query_scalar(
@@ -46,10 +47,11 @@ struct Panicky {
 }
 
 impl Job for Panicky {
+    type Context = JobContext;
     const QUEUE: &'static str = "test.panicky";
     const MAX_ATTEMPTS: u32 = 3;
-    fn origin(&self) -> &Origin {
-        &self.origin
+    fn metadata(&self) -> jobs::queue::Metadata {
+        self.origin.metadata()
     }
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
         let first: bool = sqlx::query_scalar("INSERT INTO test_runs (key, runs) VALUES ($1, 1) ON CONFLICT (key) DO NOTHING RETURNING true")
@@ -73,10 +75,11 @@ struct Slow {
 }
 
 impl Job for Slow {
+    type Context = JobContext;
     const QUEUE: &'static str = "test.slow";
     const MAX_ATTEMPTS: u32 = 3;
-    fn origin(&self) -> &Origin {
-        &self.origin
+    fn metadata(&self) -> jobs::queue::Metadata {
+        self.origin.metadata()
     }
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
         tokio::time::sleep(Duration::from_millis(self.millis)).await;
@@ -98,10 +101,11 @@ struct Ends {
 }
 
 impl Job for Ends {
+    type Context = JobContext;
     const QUEUE: &'static str = "test.ends";
     const MAX_ATTEMPTS: u32 = 3;
-    fn origin(&self) -> &Origin {
-        &self.origin
+    fn metadata(&self) -> jobs::queue::Metadata {
+        self.origin.metadata()
     }
     async fn handle(self, _: &JobContext) -> Result<(), JobError> {
         match (self.fail_with, self.retryable) {
