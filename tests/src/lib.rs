@@ -279,15 +279,21 @@ impl Drop for TestApp {
         }
         let url = self.db.url.clone();
         let left = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async move {
-                let pool = sqlx::PgPool::connect(&url).await.ok()?;
-                sqlx::query_as::<_, (String, String, i64)>(
-                    "SELECT job_type, status, count(*) FROM apalis.jobs WHERE status <> 'Done' GROUP BY 1, 2",
-                )
-                .fetch_all(&pool)
-                .await
-                .ok()
-            })
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let pool = sqlx::PgPool::connect(&url).await.ok()?;
+                    let left = format!(
+                    "SELECT job_type, status, count(*) FROM apalis.jobs WHERE NOT {} GROUP BY 1, 2",
+                    jobs::queue::Predicate::Done
+                );
+                    sqlx::query_as::<_, (String, String, i64)>(sqlx::AssertSqlSafe(left))
+                        .fetch_all(&pool)
+                        .await
+                        .ok()
+                })
         })
         .join()
         .ok()
@@ -401,7 +407,11 @@ pub async fn apply_directly(ctx: &JobContext, svix_id: &str, body: &[u8]) {
 pub async fn wait_for_idle_queue(pool: &sqlx::PgPool, limit: std::time::Duration) {
     let start = std::time::Instant::now();
     loop {
-        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE status NOT IN ('Done', 'Killed') AND NOT (status = 'Failed' AND attempts >= max_attempts)")
+        let open = format!(
+            "SELECT count(*) FROM apalis.jobs WHERE {}",
+            jobs::queue::Predicate::Open
+        );
+        let open: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(open))
             .fetch_one(pool)
             .await
             .unwrap();

@@ -127,7 +127,7 @@ async fn an_smtp_outage_is_retried_then_the_mail_is_sent_once() {
     assert_eq!(sink.refused(), 2);
     assert_eq!(sink.received().len(), 1);
     // Running the job again (a duplicate) sends nothing more.
-    sqlx::query("UPDATE apalis.jobs SET status = 'Pending', run_at = now() - interval '1 second' WHERE job_type = 'authsync.send_welcome_email'").execute(app.pool()).await.unwrap();
+    make_pending_again(&app).await;
     app.drain().await;
     assert_eq!(sink.received().len(), 1);
 }
@@ -157,7 +157,7 @@ async fn a_claim_left_by_a_crashed_worker_is_taken_over_after_the_lease() {
         .execute(app.pool())
         .await
         .unwrap();
-    sqlx::query("UPDATE apalis.jobs SET status = 'Pending', run_at = now() - interval '1 second' WHERE job_type = 'authsync.send_welcome_email'").execute(app.pool()).await.unwrap();
+    make_pending_again(&app).await;
     // Within the lease: nobody else sends; the job waits.
     assert_eq!(app.drain().await.retrying, 1);
     assert_eq!(sink.received().len(), 1);
@@ -290,4 +290,17 @@ async fn the_welcome_mail_waits_for_a_verified_address_and_goes_once() {
             assert_eq!(sent, mails, "{name}, after step {i}");
         }
     }
+}
+
+/// Sets the welcome email job back to pending and due, as if it had never run.
+async fn make_pending_again(app: &TestApp) {
+    let sql = format!(
+        "UPDATE apalis.jobs SET status = '{}', run_at = now() - interval '1 second' \
+         WHERE job_type = 'authsync.send_welcome_email'",
+        jobs::queue::Status::Pending
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(app.pool())
+        .await
+        .unwrap();
 }

@@ -6,7 +6,7 @@ use super::admin::{audit_and_commit, db, guarded, operator_origin};
 use crate::error::ApiError;
 use crate::startup::AppState;
 use jobs::planner::PlannedJob;
-use jobs::queue::Job;
+use jobs::queue::{Job, Predicate};
 use jobs::reconcile::Reconcile;
 use jobs::soft_delete::SoftDelete;
 use poem::http::StatusCode;
@@ -14,13 +14,18 @@ use poem::web::Json;
 use poem::{IntoResponse, Response};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 type Time = chrono::DateTime<chrono::Utc>;
 
 /// The Reconcile run that is queued, running or retrying, if any.
-const CURRENT_RECONCILE: &str = "SELECT id, status, attempts, max_attempts FROM apalis.jobs \
-     WHERE job_type = $1 AND (status IN ('Pending', 'Queued', 'Running') OR (status = 'Failed' AND attempts < max_attempts)) \
-     ORDER BY run_at LIMIT 1";
+static CURRENT_RECONCILE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id, status, attempts, max_attempts FROM apalis.jobs \
+         WHERE job_type = $1 AND {} ORDER BY run_at LIMIT 1",
+        Predicate::Open
+    )
+});
 
 guarded!(write run_reconcile, run_reconcile_inner);
 
@@ -38,11 +43,12 @@ async fn run_reconcile_inner(state: &AppState, who: &str) -> Result<Response, Ap
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-    let current: Option<(String, String, i32, i32)> = jobs::db::query_as(CURRENT_RECONCILE)
-        .bind(Reconcile::QUEUE)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
+    let current: Option<(String, String, i32, i32)> =
+        jobs::db::query_as(CURRENT_RECONCILE.as_str())
+            .bind(Reconcile::QUEUE)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
     if let Some((id, ..)) = current {
         return Ok((
             StatusCode::ACCEPTED,
@@ -85,11 +91,12 @@ async fn reconcile_runs_inner(state: &AppState, _who: &str) -> Result<Response, 
     .fetch_all(jobs::db::on(&state.pool))
     .await
     .map_err(db)?;
-    let current: Option<(String, String, i32, i32)> = jobs::db::query_as(CURRENT_RECONCILE)
-        .bind(Reconcile::QUEUE)
-        .fetch_optional(jobs::db::on(&state.pool))
-        .await
-        .map_err(db)?;
+    let current: Option<(String, String, i32, i32)> =
+        jobs::db::query_as(CURRENT_RECONCILE.as_str())
+            .bind(Reconcile::QUEUE)
+            .fetch_optional(jobs::db::on(&state.pool))
+            .await
+            .map_err(db)?;
     let ids: Vec<String> = runs
         .iter()
         .filter_map(|(_, _, d)| d["job_id"].as_str().map(str::to_owned))
