@@ -280,7 +280,7 @@ pub(crate) async fn execute<C: Context>(
         entry.max_attempts
     };
     let meta = Metadata::from_hstore(task.metadata);
-    let span = tracing::info_span!("job", job_id = %id, queue = entry.queue, meta = %meta, attempt = attempts_before + 1);
+    let span = tracing::info_span!("job", job_id = %id, queue = entry.queue, request_id = meta.get(Metadata::REQUEST_ID), meta = %meta, attempt = attempts_before + 1);
     async move {
         let started = Instant::now();
         let attempt = AssertUnwindSafe(crate::with_job_id(
