@@ -5,7 +5,6 @@ use crate::verify::{sign, WebhookVerifier};
 use jobs::clerk::ClerkEvent;
 use jobs::ids::SvixId;
 use jobs::planner::PlannedJob;
-use jobs::queue::Job;
 use poem::http::{HeaderMap, HeaderValue};
 
 /// A fixed secret for the signature target.
@@ -20,10 +19,10 @@ pub fn clerk_event(data: &[u8]) -> Option<ClerkEvent> {
     let svix = SvixId::parse("msg_fuzz").expect("valid id");
     for job in jobs::planner::plan(&svix, &event) {
         let (payload, origin) = match &job {
-            PlannedJob::ProvisionUser(j) => (serde_json::to_vec(j), j.origin()),
-            PlannedJob::SoftDelete(j) => (serde_json::to_vec(j), j.origin()),
-            PlannedJob::SyncOrganization(j) => (serde_json::to_vec(j), j.origin()),
-            PlannedJob::SyncMembership(j) => (serde_json::to_vec(j), j.origin()),
+            PlannedJob::ProvisionUser(j) => (serde_json::to_vec(j), &j.origin),
+            PlannedJob::SoftDelete(j) => (serde_json::to_vec(j), &j.origin),
+            PlannedJob::SyncOrganization(j) => (serde_json::to_vec(j), &j.origin),
+            PlannedJob::SyncMembership(j) => (serde_json::to_vec(j), &j.origin),
         };
         assert!(payload.is_ok(), "planned jobs serialize");
         assert_eq!(

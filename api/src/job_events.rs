@@ -1,6 +1,7 @@
-//! Wakes long-polling requests when an urgent job records a result: one LISTEN connection per
-//! api process, fanned out to the requests waiting on that job id. No request queries in a
-//! loop; a lost connection is re-established and every waiter is woken to re-read its job.
+//! Wakes long-polling requests when an urgent job records a result: the queue runtime's
+//! job-done listener (one LISTEN connection per api process, `jobs::queue::wake`), fanned out
+//! here to the requests waiting on that job id. No request queries in a loop; after a lost
+//! connection every waiter is woken to re-read its job.
 //!
 //! Waits are also rationed, so a burst of long-polls stays cheap: at most
 //! [`WaitLimits::per_user`] open waits per user and [`WaitLimits::total`] per process (beyond
@@ -10,8 +11,7 @@
 //! refused without verifying it again: one user's flood then costs no signature checks, which
 //! on a debug build made the difference between 2 s and 0.5 s of webhook latency during it.
 
-use jobs::queue::JOB_DONE_CHANNEL;
-use sqlx::postgres::PgListener;
+use jobs::queue::wake::{spawn_job_done_listener, Heard};
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -223,39 +223,9 @@ impl JobWaiters {
     /// woken every [`POLL_WITHOUT_LISTEN`] to re-read its job instead.
     pub fn spawn_listener(&self, pool: PgPool) {
         let this = self.clone();
-        let Some(pool) = jobs::db::session_pool(&pool) else {
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(POLL_WITHOUT_LISTEN);
-                loop {
-                    tick.tick().await;
-                    this.wake_all();
-                }
-            });
-            return;
-        };
-        tokio::spawn(async move {
-            loop {
-                let listener = match PgListener::connect_with(&pool).await {
-                    Ok(mut l) => l.listen(JOB_DONE_CHANNEL).await.map(|_| l),
-                    Err(e) => Err(e),
-                };
-                match listener {
-                    Ok(mut l) => {
-                        this.wake_all();
-                        loop {
-                            match l.try_recv().await {
-                                Ok(Some(n)) => this.wake(n.payload()),
-                                Ok(None) => this.wake_all(),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "job-result listener unavailable; retrying")
-                    }
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+        spawn_job_done_listener(pool, POLL_WITHOUT_LISTEN, move |heard| match heard {
+            Heard::Notification(job_id) => this.wake(job_id),
+            Heard::Everything => this.wake_all(),
         });
     }
 }

@@ -27,6 +27,16 @@ impl Origin {
         Self::default()
     }
 
+    /// The job metadata naming this origin's webhook delivery (`svix_id`), which the webhook
+    /// event's bookkeeping reads when the job finishes and the job's logs show.
+    pub fn metadata(&self) -> crate::queue::Metadata {
+        let meta = crate::queue::Metadata::default();
+        match &self.svix_id {
+            Some(svix) => meta.with("svix_id", svix.as_str()),
+            None => meta,
+        }
+    }
+
     /// The `audit_log.actor` form: `webhook:<svix-id>`, `user:<clerk-id>` or `system`.
     pub fn actor(&self) -> Actor<'_> {
         Actor(self)

@@ -78,3 +78,19 @@ impl JobContext {
         self
     }
 }
+
+/// What the queue runtime needs of the context: its pool, the running job's limits, and the
+/// webhook events' bookkeeping on completion.
+impl authsync_queue::Context for JobContext {
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn with_limits(self, limits: TxLimits) -> Self {
+        JobContext::with_limits(self, limits)
+    }
+
+    fn completion_hook(&self) -> Option<&'static dyn authsync_queue::CompletionHook> {
+        Some(&crate::store::webhook_events::WebhookEventProgress)
+    }
+}

@@ -67,7 +67,7 @@ impl Delivery {
             svix_id: svix_id.clone(),
             event_type: event.event_type.clone(),
             body: body.to_owned(),
-            rows: queue::Rows::planned(&jobs, request_id)?,
+            rows: queue::encode_planned(&jobs, request_id)?,
             queues: jobs.iter().map(|j| j.queue()).collect(),
         })
     }

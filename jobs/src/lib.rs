@@ -1,5 +1,6 @@
-//! authsync's shared library: Clerk event types, the pure planner, the job modules, the one
-//! queue module that knows apalis, database access, configuration pieces and telemetry.
+//! authsync's shared library: Clerk event types, the pure planner, the job modules, authsync's
+//! side of the queue runtime (`queue`: the registry, planned jobs as rows; the runtime itself is
+//! the `authsync-queue` crate), database access, configuration pieces and telemetry.
 //! `api` and `worker` are thin binaries over it.
 
 pub mod audit;
@@ -22,6 +23,7 @@ pub mod reconcile;
 pub mod retention;
 pub mod send_welcome_email;
 pub mod soft_delete;
+pub mod store;
 pub mod sync_membership;
 pub mod sync_metadata;
 pub mod sync_organization;

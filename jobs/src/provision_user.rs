@@ -19,12 +19,13 @@ pub struct ProvisionUser {
 }
 
 impl Job for ProvisionUser {
+    type Context = JobContext;
     /// Never rename: queued rows carry it.
     const QUEUE: &'static str = "authsync.provision_user";
     const MAX_ATTEMPTS: u32 = 12;
 
-    fn origin(&self) -> &Origin {
-        &self.origin
+    fn metadata(&self) -> crate::queue::Metadata {
+        self.origin.metadata()
     }
 
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {

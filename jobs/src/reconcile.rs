@@ -128,6 +128,7 @@ where
 }
 
 impl Job for Reconcile {
+    type Context = JobContext;
     /// Never rename: queued rows carry it.
     const QUEUE: &'static str = "authsync.reconcile";
     const MAX_ATTEMPTS: u32 = 5;
@@ -138,8 +139,8 @@ impl Job for Reconcile {
     /// the next hourly one is scheduled (`RECONCILE_INTERVAL_SECS`).
     const DEADLINE: Duration = Duration::from_secs(30 * 60);
 
-    fn origin(&self) -> &Origin {
-        &self.origin
+    fn metadata(&self) -> crate::queue::Metadata {
+        self.origin.metadata()
     }
 
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {

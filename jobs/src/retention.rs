@@ -32,6 +32,7 @@ pub struct Deleted {
 const BATCH: i64 = 5000;
 
 impl Job for Retention {
+    type Context = JobContext;
     /// Never rename: queued rows carry it.
     const QUEUE: &'static str = "authsync.retention";
     const MAX_ATTEMPTS: u32 = 5;
@@ -42,8 +43,8 @@ impl Job for Retention {
     /// result writer is released in milliseconds.
     const DB_LIMITS: crate::db::TxLimits = crate::db::TxLimits::new(5_000, 60_000);
 
-    fn origin(&self) -> &Origin {
-        &self.origin
+    fn metadata(&self) -> crate::queue::Metadata {
+        self.origin.metadata()
     }
 
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
@@ -83,13 +84,14 @@ async fn batched(ctx: &JobContext, sql: &'static str, age: i64) -> Result<u64, s
 
 /// Deletes in batches; returns the counts.
 pub async fn run(ctx: &JobContext, r: &Retention) -> Result<Deleted, sqlx::Error> {
-    let jobs = batched(
-        ctx,
-        "DELETE FROM apalis.jobs WHERE id IN (SELECT id FROM apalis.jobs WHERE status = 'Done' \
-         AND done_at < now() - make_interval(secs => $1) LIMIT $2)",
-        r.jobs_older_than_secs,
-    )
-    .await?;
+    static JOBS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "DELETE FROM apalis.jobs WHERE id IN (SELECT id FROM apalis.jobs WHERE {} \
+             AND done_at < now() - make_interval(secs => $1) LIMIT $2)",
+            crate::queue::Predicate::Done
+        )
+    });
+    let jobs = batched(ctx, JOBS.as_str(), r.jobs_older_than_secs).await?;
     let events = batched(
         ctx,
         "DELETE FROM webhook_events WHERE svix_id IN (SELECT svix_id FROM webhook_events \

@@ -46,12 +46,13 @@ pub fn welcome(user_id: uuid::Uuid, to: &str, name: Option<&str>) -> Mail {
 }
 
 impl Job for SendWelcomeEmail {
+    type Context = JobContext;
     /// Never rename: queued rows carry it.
     const QUEUE: &'static str = "authsync.send_welcome_email";
     const MAX_ATTEMPTS: u32 = 12;
 
-    fn origin(&self) -> &Origin {
-        &self.origin
+    fn metadata(&self) -> crate::queue::Metadata {
+        self.origin.metadata()
     }
 
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {

@@ -17,12 +17,13 @@ pub struct SyncMetadata {
 }
 
 impl Job for SyncMetadata {
+    type Context = JobContext;
     /// Never rename: queued rows carry it.
     const QUEUE: &'static str = "authsync.sync_metadata";
     const MAX_ATTEMPTS: u32 = 12;
 
-    fn origin(&self) -> &Origin {
-        &self.origin
+    fn metadata(&self) -> crate::queue::Metadata {
+        self.origin.metadata()
     }
 
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {

@@ -28,12 +28,13 @@ pub struct SyncOrganization {
 }
 
 impl Job for SyncOrganization {
+    type Context = JobContext;
     /// Never rename: queued rows carry it.
     const QUEUE: &'static str = "authsync.sync_organization";
     const MAX_ATTEMPTS: u32 = 12;
 
-    fn origin(&self) -> &Origin {
-        &self.origin
+    fn metadata(&self) -> crate::queue::Metadata {
+        self.origin.metadata()
     }
 
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {

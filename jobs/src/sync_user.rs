@@ -18,6 +18,7 @@ pub struct SyncUser {
 }
 
 impl Job for SyncUser {
+    type Context = JobContext;
     /// Never rename: queued rows carry it.
     const QUEUE: &'static str = "authsync.provision_user.urgent";
     /// The setup page shows "Attempt X/10".
@@ -27,8 +28,8 @@ impl Job for SyncUser {
     /// than the default (the Backend API call alone is capped at 10 s).
     const DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
-    fn origin(&self) -> &Origin {
-        &self.origin
+    fn metadata(&self) -> crate::queue::Metadata {
+        self.origin.metadata()
     }
 
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {

@@ -47,16 +47,23 @@ pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
 /// Sets the queue gauges from `apalis.jobs`: depth by queue and state, and the age of the
 /// oldest due job by queue. Called when metrics are scraped.
 pub async fn record_queue_gauges(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
-    let rows: Vec<(String, String, i64, Option<f64>)> = crate::db::query_as(
-        "SELECT job_type, \
-           CASE WHEN status = 'Failed' AND attempts >= max_attempts THEN 'dead' \
-                WHEN status = 'Failed' THEN 'retrying' ELSE lower(status) END AS state, \
-           count(*), \
-           extract(epoch from now() - min(run_at) FILTER (WHERE status IN ('Pending', 'Failed') AND run_at <= now()))::float8 \
-         FROM apalis.jobs WHERE status <> 'Done' GROUP BY 1, 2",
-    )
-    .fetch_all(crate::db::on(pool))
-    .await?;
+    use crate::queue::{Predicate, Status};
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let (pending, failed) = (Status::Pending, Status::Failed);
+        format!(
+            "SELECT job_type, \
+               CASE WHEN {retrying} THEN 'retrying' WHEN status = '{failed}' THEN 'dead' \
+                    ELSE lower(status) END AS state, \
+               count(*), \
+               extract(epoch from now() - min(run_at) FILTER (WHERE status IN ('{pending}', '{failed}') AND run_at <= now()))::float8 \
+             FROM apalis.jobs WHERE NOT {done} GROUP BY 1, 2",
+            retrying = Predicate::Retrying,
+            done = Predicate::Done,
+        )
+    });
+    let rows: Vec<(String, String, i64, Option<f64>)> = crate::db::query_as(SQL.as_str())
+        .fetch_all(crate::db::on(pool))
+        .await?;
     // States that emptied since the last scrape must read 0, not their old value.
     for queue in crate::queue::registry().queues() {
         for state in ["pending", "queued", "running", "retrying", "dead", "killed"] {
@@ -177,7 +184,7 @@ impl PoolWatch {
         // process' recorder even when the watch starts before anything else installed it.
         metrics();
         metrics::gauge!("authsync_db_pool_saturated_seconds", "pool" => name).set(0.0);
-        let since = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let since = std::sync::Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
         let weak = std::sync::Arc::downgrade(&since);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SATURATION_SAMPLE);

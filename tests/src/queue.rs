@@ -3,54 +3,23 @@
 //! (`apalis.jobs.status`) are spelled here and nowhere else in the tests, so pointing these
 //! helpers at the queue crate's own state helpers is one file's change.
 
+use jobs::queue::Predicate;
 use sqlx::PgPool;
 use std::time::{Duration, Instant};
 
-/// A job's `apalis.jobs.status` as the storage writes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Status {
-    Pending,
-    Queued,
-    Running,
-    Done,
-    Failed,
-    Killed,
-}
+/// A job's `apalis.jobs.status`: apalis-core's own type, as the queue crate uses it.
+pub use jobs::queue::Status;
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "Pending",
-            Status::Queued => "Queued",
-            Status::Running => "Running",
-            Status::Done => "Done",
-            Status::Failed => "Failed",
-            Status::Killed => "Killed",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        [
-            Status::Pending,
-            Status::Queued,
-            Status::Running,
-            Status::Done,
-            Status::Failed,
-            Status::Killed,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
-        .unwrap_or_else(|| panic!("unknown job status {s:?}"))
-    }
+fn parse_status(s: &str) -> Status {
+    s.parse()
+        .unwrap_or_else(|_| panic!("unknown job status {s:?}"))
 }
 
 /// What a job stopped with: `finished` (done), `dead` (killed, or failed with no attempt
-/// left), `open` (anything else: pending, running, or failed and due to retry).
-const DEAD: &str = "(status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts))";
-const OPEN: &str =
-    "status NOT IN ('Done', 'Killed') AND NOT (status = 'Failed' AND attempts >= max_attempts)";
-/// Failed with attempts left, waiting out a backoff.
-const BACKING_OFF: &str = "status = 'Failed' AND attempts < max_attempts AND run_at > now()";
+/// left), `open` (anything else: pending, running, or failed and due to retry): the queue
+/// crate's own conditions.
+const DEAD: Predicate = Predicate::Dead;
+const OPEN: Predicate = Predicate::Open;
 
 /// One row of `apalis.jobs`, the columns tests read.
 #[derive(Debug, Clone)]
@@ -93,7 +62,7 @@ fn row(r: RawRow) -> JobRow {
     JobRow {
         id: r.0,
         job_type: r.1,
-        status: Status::parse(&r.2),
+        status: parse_status(&r.2),
         attempts: r.3,
         max_attempts: r.4,
         last_result: r.5,
@@ -142,23 +111,24 @@ impl<'a> Queue<'a> {
 
     /// Jobs of `job_type` (every type when `None`) in `status`.
     pub async fn in_state(&self, job_type: Option<&str>, status: Status) -> i64 {
-        let condition = format!("status = '{}'", status.as_str());
+        let condition = format!("status = '{status}'");
         self.count_where(&condition, job_type).await
     }
 
     /// Jobs of `job_type` (every type when `None`) not done: open or dead.
     pub async fn unfinished(&self, job_type: Option<&str>) -> i64 {
-        self.count_where("status <> 'Done'", job_type).await
+        self.count_where(&format!("NOT {}", Predicate::Done), job_type)
+            .await
     }
 
     /// Jobs neither done nor dead: pending, running, or due to retry.
     pub async fn open(&self) -> i64 {
-        self.count_where(OPEN, None).await
+        self.count_where(OPEN.sql(), None).await
     }
 
     /// Jobs that will not run again: killed, or failed with no attempt left.
     pub async fn dead(&self) -> i64 {
-        self.count_where(DEAD, None).await
+        self.count_where(DEAD.sql(), None).await
     }
 
     /// Jobs that ran more than once.
@@ -168,15 +138,18 @@ impl<'a> Queue<'a> {
 
     /// Jobs running and claimed by a worker right now.
     pub async fn claimed(&self) -> i64 {
-        self.count_where("status = 'Running' AND lock_by IS NOT NULL", None)
-            .await
+        self.count_where(
+            &format!("{} AND lock_by IS NOT NULL", Predicate::Running),
+            None,
+        )
+        .await
     }
 
     /// Jobs of `job_type` that failed and wait out a backoff stored in the database: their
     /// next run is later than their failure.
     pub async fn backing_off(&self, job_type: &str) -> i64 {
         self.count_where(
-            "status = 'Failed' AND attempts < max_attempts AND run_at > done_at",
+            &format!("{} AND run_at > done_at", Predicate::Retrying),
             Some(job_type),
         )
         .await
@@ -202,7 +175,7 @@ impl<'a> Queue<'a> {
                 .unwrap();
         let mut by_state: Vec<(Status, i64)> = rows
             .into_iter()
-            .map(|(s, n)| (Status::parse(&s), n))
+            .map(|(s, n)| (parse_status(&s), n))
             .collect();
         by_state.sort();
         by_state
@@ -211,9 +184,10 @@ impl<'a> Queue<'a> {
     /// (job type, state, count) of every job not done, for a harness that fails a test which
     /// leaves such jobs behind.
     pub async fn leftovers(&self) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT job_type, status, count(*) FROM apalis.jobs WHERE status <> 'Done' GROUP BY 1, 2",
-        )
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT job_type, status, count(*) FROM apalis.jobs WHERE NOT {} GROUP BY 1, 2",
+            Predicate::Done
+        )))
         .fetch_all(self.pool)
         .await
     }
@@ -254,7 +228,7 @@ impl<'a> Queue<'a> {
     /// Jobs that failed with attempts left, by id.
     pub async fn retrying_jobs(&self) -> Vec<JobRow> {
         self.rows(
-            "status = 'Failed' AND attempts < max_attempts AND $1::text IS NULL",
+            &format!("{} AND $1::text IS NULL", Predicate::Retrying),
             None,
         )
         .await
@@ -281,8 +255,10 @@ impl<'a> Queue<'a> {
     /// Makes every failed job due now (retries without waiting out the backoff).
     pub async fn make_failed_due(&self) {
         self.execute(
-            "UPDATE apalis.jobs SET run_at = now() - interval '1 second' WHERE status = 'Failed'"
-                .into(),
+            format!(
+                "UPDATE apalis.jobs SET run_at = now() - interval '1 second' WHERE status = '{}'",
+                Status::Failed
+            ),
             None,
         )
         .await;
@@ -292,7 +268,8 @@ impl<'a> Queue<'a> {
     /// processes come and go).
     pub async fn end_backoffs(&self) {
         let sql = format!(
-            "UPDATE apalis.jobs SET run_at = now() - interval '1 second' WHERE {BACKING_OFF}"
+            "UPDATE apalis.jobs SET run_at = now() - interval '1 second' WHERE {} AND run_at > now()",
+            Predicate::Retrying
         );
         let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
             .execute(self.pool)
@@ -302,8 +279,10 @@ impl<'a> Queue<'a> {
     /// Puts every job of `job_type` back to pending and due, whatever became of it.
     pub async fn requeue(&self, job_type: &str) {
         self.execute(
-            "UPDATE apalis.jobs SET status = 'Pending', run_at = now() - interval '1 second' WHERE job_type = $1"
-                .into(),
+            format!(
+                "UPDATE apalis.jobs SET status = '{}', run_at = now() - interval '1 second' WHERE job_type = $1",
+                Status::Pending
+            ),
             Some(job_type),
         )
         .await;
@@ -312,7 +291,10 @@ impl<'a> Queue<'a> {
     /// Deletes the jobs of `job_type` not done (a backlog a test built on purpose).
     pub async fn delete_unfinished(&self, job_type: &str) {
         self.execute(
-            "DELETE FROM apalis.jobs WHERE job_type = $1 AND status <> 'Done'".into(),
+            format!(
+                "DELETE FROM apalis.jobs WHERE job_type = $1 AND NOT {}",
+                Predicate::Done
+            ),
             Some(job_type),
         )
         .await;
@@ -338,7 +320,7 @@ impl<'a> Queue<'a> {
              VALUES ($1, 'q', '\\x7b7d', $2, $3, $4, now(), now() - make_interval(days => $5), $6)",
         )
         .bind(id)
-        .bind(status.as_str())
+        .bind(status.to_string())
         .bind(attempts)
         .bind(max_attempts)
         .bind(age_days)

@@ -10,10 +10,12 @@ use crate::error::{ApiError, Code};
 use crate::startup::AppState;
 use jobs::clerk::ClerkEvent;
 use jobs::ids::SvixId;
+use jobs::queue::{Predicate, Status};
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{param, ApiResponse, Object, OpenApi};
 use serde_json::{json, Value};
+use std::sync::LazyLock;
 
 type Time = chrono::DateTime<chrono::Utc>;
 /// svix_id, event_type, status, received_at, attempts, last_error, processed_at
@@ -483,9 +485,9 @@ async fn list_jobs(
     queue: Option<&str>,
 ) -> Result<JobListResponse, ApiError> {
     let filter = match job_state.unwrap_or("problems") {
-        "problems" => "(status = 'Killed' OR status = 'Failed')",
-        "dead" => "((status = 'Failed' AND attempts >= max_attempts) OR status = 'Killed')",
-        "retrying" => "(status = 'Failed' AND attempts < max_attempts)",
+        "problems" => Predicate::Failing,
+        "dead" => Predicate::Dead,
+        "retrying" => Predicate::Retrying,
         other => {
             return Err(ApiError::BadRequest(
                 Code::InvalidQuery,
@@ -531,14 +533,19 @@ async fn retry_job(
     let mut tx = jobs::db::begin(&state.pool, jobs::db::TxLimits::API)
         .await
         .map_err(db)?;
-    let retried: Option<(Option<String>, String)> = jobs::db::query_as(
-        "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(), lock_by = NULL, done_at = NULL \
-         WHERE id = $1 AND (status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)) RETURNING metadata -> 'svix_id', job_type",
-    )
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(db)?;
+    static RETRY: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "UPDATE apalis.jobs SET status = '{}', attempts = 0, run_at = now(), lock_by = NULL, done_at = NULL \
+             WHERE id = $1 AND {} RETURNING metadata -> 'svix_id', job_type",
+            Status::Pending,
+            Predicate::Dead
+        )
+    });
+    let retried: Option<(Option<String>, String)> = jobs::db::query_as(RETRY.as_str())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
     let Some((svix, queue)) = retried else {
         let exists: bool =
             jobs::db::query_scalar("SELECT EXISTS (SELECT 1 FROM apalis.jobs WHERE id = $1)")

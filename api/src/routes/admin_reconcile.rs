@@ -8,7 +8,7 @@ use crate::auth::Operator;
 use crate::error::{ApiError, ErrorDetail};
 use crate::startup::AppState;
 use jobs::planner::PlannedJob;
-use jobs::queue::Job;
+use jobs::queue::{Job, Predicate};
 use jobs::reconcile::Reconcile;
 use jobs::soft_delete::SoftDelete;
 use poem::web::Data;
@@ -16,6 +16,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{param, ApiResponse, Object, OpenApi};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 #[derive(Object)]
 pub struct ReconcileQueued {
@@ -137,9 +138,13 @@ impl ReconcileApi {
 type Time = chrono::DateTime<chrono::Utc>;
 
 /// The Reconcile run that is queued, running or retrying, if any.
-const CURRENT_RECONCILE: &str = "SELECT id, status, attempts, max_attempts FROM apalis.jobs \
-     WHERE job_type = $1 AND (status IN ('Pending', 'Queued', 'Running') OR (status = 'Failed' AND attempts < max_attempts)) \
-     ORDER BY run_at LIMIT 1";
+static CURRENT_RECONCILE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id, status, attempts, max_attempts FROM apalis.jobs \
+         WHERE job_type = $1 AND {} ORDER BY run_at LIMIT 1",
+        Predicate::Open
+    )
+});
 
 /// Queues a Reconcile run now, unless one is already queued or running (then its id).
 async fn run_reconcile(state: &AppState, operator: &Operator) -> Result<RunResponse, ApiError> {
@@ -155,11 +160,12 @@ async fn run_reconcile(state: &AppState, operator: &Operator) -> Result<RunRespo
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-    let current: Option<(String, String, i32, i32)> = jobs::db::query_as(CURRENT_RECONCILE)
-        .bind(Reconcile::QUEUE)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
+    let current: Option<(String, String, i32, i32)> =
+        jobs::db::query_as(CURRENT_RECONCILE.as_str())
+            .bind(Reconcile::QUEUE)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
     if let Some((id, ..)) = current {
         return Ok(queued(id, true));
     }
@@ -199,11 +205,12 @@ async fn reconcile_runs(state: &AppState) -> Result<ReportResponse, ApiError> {
     .fetch_all(jobs::db::on(&state.pool))
     .await
     .map_err(db)?;
-    let current: Option<(String, String, i32, i32)> = jobs::db::query_as(CURRENT_RECONCILE)
-        .bind(Reconcile::QUEUE)
-        .fetch_optional(jobs::db::on(&state.pool))
-        .await
-        .map_err(db)?;
+    let current: Option<(String, String, i32, i32)> =
+        jobs::db::query_as(CURRENT_RECONCILE.as_str())
+            .bind(Reconcile::QUEUE)
+            .fetch_optional(jobs::db::on(&state.pool))
+            .await
+            .map_err(db)?;
     let ids: Vec<String> = runs
         .iter()
         .filter_map(|(_, _, d)| d["job_id"].as_str().map(str::to_owned))

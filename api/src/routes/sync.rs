@@ -8,7 +8,7 @@ use crate::error::{ApiError, Code};
 use crate::startup::AppState;
 use jobs::audit::Origin;
 use jobs::ids::ClerkUserId;
-use jobs::queue::status::{job_status, JobState, JobStatus};
+use jobs::queue::status::{job_status, JobState, JobStatus, Predicate};
 use jobs::sync_user::SyncUser;
 use jobs::users::find_live;
 use poem::http::HeaderMap;
@@ -16,6 +16,7 @@ use poem::web::Data;
 use poem::Request;
 use poem_openapi::payload::Json;
 use poem_openapi::{param, ApiResponse, Object, OpenApi};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 #[derive(Object)]
@@ -154,15 +155,17 @@ async fn outstanding_or_new(
         .bind(uid.as_str())
         .execute(&mut *tx)
         .await?;
-    let open: Option<String> = jobs::db::query_scalar(
-        "SELECT s.job_id FROM sync_jobs s JOIN apalis.jobs j ON j.id = s.job_id \
-         WHERE s.clerk_user_id = $1 AND (j.status IN ('Pending', 'Queued', 'Running') \
-           OR (j.status = 'Failed' AND j.attempts < j.max_attempts)) \
-         ORDER BY s.created_at DESC LIMIT 1",
-    )
-    .bind(uid.as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
+    static OPEN: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT s.job_id FROM sync_jobs s JOIN apalis.jobs j ON j.id = s.job_id \
+             WHERE s.clerk_user_id = $1 AND {} ORDER BY s.created_at DESC LIMIT 1",
+            Predicate::Open.of("j")
+        )
+    });
+    let open: Option<String> = jobs::db::query_scalar(OPEN.as_str())
+        .bind(uid.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
     if let Some(id) = open {
         tx.commit().await?;
         return Ok(id);

@@ -33,10 +33,11 @@ struct HoldsConnection {
 }
 
 impl Job for HoldsConnection {
+    type Context = JobContext;
     const QUEUE: &'static str = "test.holds_connection";
     const MAX_ATTEMPTS: u32 = 1;
-    fn origin(&self) -> &Origin {
-        &self.origin
+    fn metadata(&self) -> jobs::queue::Metadata {
+        self.origin.metadata()
     }
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
         let mut tx = ctx.begin().await?;

@@ -23,11 +23,12 @@ struct Hangs {
 }
 
 impl Job for Hangs {
+    type Context = JobContext;
     const QUEUE: &'static str = "test.hangs";
     const MAX_ATTEMPTS: u32 = 3;
     const DEADLINE: Duration = Duration::from_millis(500);
-    fn origin(&self) -> &Origin {
-        &self.origin
+    fn metadata(&self) -> jobs::queue::Metadata {
+        self.origin.metadata()
     }
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
         sqlx::query("INSERT INTO test_runs (key, runs) VALUES ($1, 1) ON CONFLICT (key) DO UPDATE SET runs = test_runs.runs + 1")

@@ -20,10 +20,11 @@ struct Flaky {
 }
 
 impl Job for Flaky {
+    type Context = JobContext;
     const QUEUE: &'static str = "test.flaky";
     const MAX_ATTEMPTS: u32 = 3;
-    fn origin(&self) -> &Origin {
-        &self.origin
+    fn metadata(&self) -> jobs::queue::Metadata {
+        self.origin.metadata()
     }
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
         let runs: i64 = sqlx::query_scalar(
@@ -47,10 +48,11 @@ struct Panicky {
 }
 
 impl Job for Panicky {
+    type Context = JobContext;
     const QUEUE: &'static str = "test.panicky";
     const MAX_ATTEMPTS: u32 = 3;
-    fn origin(&self) -> &Origin {
-        &self.origin
+    fn metadata(&self) -> jobs::queue::Metadata {
+        self.origin.metadata()
     }
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
         let first: bool = sqlx::query_scalar("INSERT INTO test_runs (key, runs) VALUES ($1, 1) ON CONFLICT (key) DO NOTHING RETURNING true")
@@ -74,10 +76,11 @@ struct Slow {
 }
 
 impl Job for Slow {
+    type Context = JobContext;
     const QUEUE: &'static str = "test.slow";
     const MAX_ATTEMPTS: u32 = 3;
-    fn origin(&self) -> &Origin {
-        &self.origin
+    fn metadata(&self) -> jobs::queue::Metadata {
+        self.origin.metadata()
     }
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
         tokio::time::sleep(Duration::from_millis(self.millis)).await;
@@ -99,10 +102,11 @@ struct Ends {
 }
 
 impl Job for Ends {
+    type Context = JobContext;
     const QUEUE: &'static str = "test.ends";
     const MAX_ATTEMPTS: u32 = 3;
-    fn origin(&self) -> &Origin {
-        &self.origin
+    fn metadata(&self) -> jobs::queue::Metadata {
+        self.origin.metadata()
     }
     async fn handle(self, _: &JobContext) -> Result<(), JobError> {
         match (self.fail_with, self.retryable) {

@@ -84,7 +84,10 @@ async fn welcome_job(app: &TestApp) -> (Status, String) {
     let [job] = jobs.as_slice() else {
         panic!("one welcome job: {jobs:?}")
     };
-    (job.status, job.error().unwrap_or_default().to_owned())
+    (
+        job.status.clone(),
+        job.error().unwrap_or_default().to_owned(),
+    )
 }
 
 #[tokio::test]

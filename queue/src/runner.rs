@@ -1,18 +1,17 @@
-//! Executes jobs: a fetch loop per queue with bounded concurrency, each attempt cut off at
-//! its job's deadline, results handed to the writer ([`super::results`]), heartbeats and
-//! orphan recovery ([`super::heartbeat`]), graceful shutdown.
+//! Executes jobs: the worker pool of a process, with a claim loop per queue with bounded
+//! concurrency ([`crate::claim`]), each attempt cut off at its job's deadline, results handed
+//! to the completer ([`crate::completer`]), heartbeats and orphan recovery
+//! ([`crate::rescuer`]), wake-ups ([`crate::wake`]), graceful shutdown.
 
-use super::bounded::{bounded, CLAIM};
-use super::heartbeat::{heartbeat, register, touch, worker_id};
-use super::registry::{Entry, Executed, Registry};
-pub use super::results::RunOutcome;
-use super::results::{Finished, Recorder};
-use super::{instance_name, wake};
-use crate::context::JobContext;
+use crate::claim::{fetch, Claimed};
+pub use crate::completer::RunOutcome;
+use crate::completer::{Finished, Recorder};
 use crate::error::JobError;
+use crate::job::{Context, Metadata};
+use crate::registry::{Entry, Registry};
+use crate::rescuer::{heartbeat, register, touch, worker_id};
+use crate::{instance_name, wake};
 use futures::FutureExt;
-use sqlx::postgres::types::PgHstore;
-use sqlx::PgPool;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,16 +61,17 @@ pub enum WorkerError {
     Register(#[source] sqlx::Error),
 }
 
-/// A process' workers: one per registered queue, all sharing one wake-up listener.
-pub struct WorkerPool {
-    ctx: JobContext,
-    registry: Registry,
+/// A process' workers: one per registered queue, all sharing one wake-up listener and one
+/// completer, which runs the context's [`Context::completion_hook`] with every result.
+pub struct WorkerPool<C> {
+    ctx: C,
+    registry: Registry<C>,
     settings: WorkerSettings,
     instance: String,
 }
 
-impl WorkerPool {
-    pub fn new(ctx: JobContext, registry: Registry, settings: WorkerSettings) -> Self {
+impl<C: Context> WorkerPool<C> {
+    pub fn new(ctx: C, registry: Registry<C>, settings: WorkerSettings) -> Self {
         Self {
             ctx,
             registry,
@@ -91,7 +91,7 @@ impl WorkerPool {
         self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), WorkerError> {
-        let pool = self.ctx.pool.clone();
+        let pool = self.ctx.pool().clone();
         let ids: Vec<(String, &'static str)> = self
             .registry
             .entries()
@@ -107,9 +107,13 @@ impl WorkerPool {
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let wakers = wake::Wakers::new(self.registry.queues());
-        let (recorder, writer) = Recorder::spawn(pool.clone());
+        let (recorder, writer) = Recorder::spawn(pool.clone(), self.ctx.completion_hook());
         let mut tasks = JoinSet::new();
-        tasks.spawn(wake::listen(pool.clone(), wakers.clone(), stop_rx.clone()));
+        tasks.spawn(wake::listen_for_jobs(
+            pool.clone(),
+            wakers.clone(),
+            stop_rx.clone(),
+        ));
         // Heartbeats go on until every running job's result is written: a worker that stopped
         // beating while still finishing jobs would look dead and have them taken over.
         let (beat_stop_tx, beat_stop_rx) = watch::channel(false);
@@ -158,16 +162,16 @@ impl WorkerPool {
 /// How long a queue loop with a backlog waits to gather free slots before fetching.
 const GATHER: Duration = Duration::from_millis(5);
 
-struct QueueLoop {
-    ctx: JobContext,
-    entry: Entry,
+struct QueueLoop<C> {
+    ctx: C,
+    entry: Entry<C>,
     worker: String,
     settings: WorkerSettings,
     wake: Arc<Notify>,
     recorder: Recorder,
 }
 
-impl QueueLoop {
+impl<C: Context> QueueLoop<C> {
     async fn run(self, mut stop: watch::Receiver<bool>) {
         let permits = if self.entry.urgent {
             self.settings.urgent_concurrency
@@ -197,7 +201,7 @@ impl QueueLoop {
                 }
             }
             let want = (1 + sem.available_permits()).min(self.settings.batch_size);
-            let tasks = match fetch(&self.ctx.pool, self.entry.queue, &self.worker, want).await {
+            let tasks = match fetch(self.ctx.pool(), self.entry.queue, &self.worker, want).await {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::warn!(parent: &span, error = %e, "fetching jobs failed; retrying");
@@ -257,68 +261,14 @@ impl QueueLoop {
     }
 }
 
-/// A job claimed by this worker: what running and recording it needs.
-#[derive(sqlx::FromRow)]
-pub(crate) struct Claimed {
-    id: String,
-    /// The encoded job.
-    #[sqlx(rename = "job")]
-    args: Vec<u8>,
-    /// Runs so far (`apalis.jobs.attempts`).
-    attempts: i32,
-    max_attempts: i32,
-    metadata: Option<PgHstore>,
-}
-
-impl Claimed {
-    fn meta(&self, key: &str) -> Option<String> {
-        self.metadata.as_ref()?.get(key).cloned().flatten()
-    }
-}
-
-/// Claims up to `n` due jobs of `queue` for `worker` and marks them running, in ONE prepared
-/// statement: the rows apalis' `get_jobs` would pick (same predicate and order, so its partial
-/// index `idx_apalis_jobs_fetch_partial` serves it), set `Running` as its `lock_tasks` would.
-/// `get_jobs` is a SQL function, planned again on every call: with `lock_tasks` after it, the
-/// pair cost about 2.7 ms of database time per fetch, the drain's largest cost
-/// (BENCHMARKS.md). One statement is also atomic: no job is ever left claimed but not running.
-/// It runs in a transaction of its own bounded by [`CLAIM`] (BEGIN and its limits are one
-/// round trip), so a claim stuck on a table lock or a dead socket ends with an error.
-pub(crate) async fn fetch(
-    pool: &PgPool,
-    queue: &str,
-    worker: &str,
-    n: usize,
-) -> Result<Vec<Claimed>, sqlx::Error> {
-    let claim = crate::db::query_as(
-        "UPDATE apalis.jobs AS j SET status = 'Running', lock_by = $1, lock_at = now() \
-         FROM (SELECT id FROM apalis.jobs \
-               WHERE job_type = $2 AND (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts)) \
-                 AND run_at < now() \
-               ORDER BY priority DESC, run_at ASC LIMIT $3 FOR UPDATE SKIP LOCKED) AS due \
-         WHERE j.id = due.id \
-         RETURNING j.id, j.job, j.attempts, j.max_attempts, j.metadata",
-    )
-    .bind(worker)
-    .bind(queue)
-    .bind(n.max(1) as i64);
-    bounded(CLAIM, async {
-        let mut tx = crate::db::begin(pool, CLAIM).await?;
-        let claimed = claim.fetch_all(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(claimed)
-    })
-    .await
-}
-
 /// Runs one task and records its outcome. Never panics and never loses the result: a
 /// panicking handler counts as a retryable failure, and so does one still running at its
 /// job's deadline, which is dropped there (its open transaction rolls back) so its slot is
 /// free as soon as the failure is recorded.
-pub(crate) async fn execute(
-    ctx: &JobContext,
+pub(crate) async fn execute<C: Context>(
+    ctx: &C,
     recorder: &Recorder,
-    entry: &Entry,
+    entry: &Entry<C>,
     worker: &str,
     task: Claimed,
 ) -> RunOutcome {
@@ -329,42 +279,31 @@ pub(crate) async fn execute(
     } else {
         entry.max_attempts
     };
-    let svix = task.meta("svix_id");
-    let request_id = task.meta("request_id");
-    let span = tracing::info_span!("job", job_id = %id, queue = entry.queue, svix_id = svix.as_deref(), request_id = request_id.as_deref(), attempt = attempts_before + 1);
+    let meta = Metadata::from_hstore(task.metadata);
+    let span = tracing::info_span!("job", job_id = %id, queue = entry.queue, request_id = meta.get(Metadata::REQUEST_ID), meta = %meta, attempt = attempts_before + 1);
     async move {
         let started = Instant::now();
-        let attempt = AssertUnwindSafe(super::with_job_id(id.clone(), entry.run(ctx.clone(), task.args)))
-            .catch_unwind();
-        let executed = match tokio::time::timeout(entry.deadline, attempt).await {
-            Ok(Ok(executed)) => executed,
-            Ok(Err(_panic)) => Executed {
-                origin: None,
-                result: Err(JobError::Retryable {
-                    source: anyhow::anyhow!("job handler panicked"),
-                    retry_after: None,
-                }),
-            },
-            Err(_elapsed) => Executed {
-                origin: None,
-                result: Err(JobError::deadline_exceeded(entry.deadline)),
-            },
+        let attempt = AssertUnwindSafe(crate::with_job_id(
+            id.clone(),
+            entry.run(ctx.clone(), task.args),
+        ))
+        .catch_unwind();
+        let result = match tokio::time::timeout(entry.deadline, attempt).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_panic)) => Err(JobError::Retryable {
+                source: anyhow::anyhow!("job handler panicked"),
+                retry_after: None,
+            }),
+            Err(_elapsed) => Err(JobError::deadline_exceeded(entry.deadline)),
         };
-        let svix_id = executed
-            .origin
-            .as_ref()
-            .and_then(|o| o.svix_id.as_ref())
-            .map(|s| s.to_string())
-            .or(svix);
         let outcome = recorder
             .record(Finished::new(
                 &id,
                 worker,
                 attempts_before + 1,
                 max_attempts,
-                svix_id,
                 entry.urgent,
-                &executed.result,
+                &result,
             ))
             .await;
         let ms = started.elapsed().as_millis() as u64;
@@ -372,7 +311,7 @@ pub(crate) async fn execute(
             .increment(1);
         metrics::histogram!("authsync_job_duration_seconds", "queue" => entry.queue)
             .record(started.elapsed().as_secs_f64());
-        match (&executed.result, outcome) {
+        match (&result, outcome) {
             (Ok(()), _) => tracing::info!(ms, "job succeeded"),
             (Err(e), RunOutcome::Retrying) => {
                 tracing::warn!(ms, error = %e, "job failed; will retry")

@@ -1,13 +1,28 @@
-//! Job results: classifying a finished run ([`Finished`]) and writing results in batches,
-//! together with their webhook events' bookkeeping, from one writer task per process
-//! ([`Recorder`]). Each write is one bounded transaction ([`super::bounded::RESULTS`]).
+//! The completer: classifying a finished run ([`Finished`]) and writing results in batches,
+//! together with the application's bookkeeping ([`CompletionHook`]), from one writer task per
+//! process ([`Recorder`]). Each write is one bounded transaction ([`crate::bounded::RESULTS`]).
 
-use super::backoff;
-use super::bounded::{bounded, RESULTS};
+use crate::backoff;
+use crate::bounded::{bounded, RESULTS};
 use crate::error::JobError;
+use crate::status::Status;
 use sqlx::PgPool;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+
+/// What the application does when jobs finish, in the SAME statement that writes their
+/// results (one round trip and one commit per batch, however many results it holds).
+///
+/// [`CompletionHook::ctes`] is appended to the result statement's `WITH` list, after the CTE
+/// `done`: the results just written, one row per job, with the columns `id text`,
+/// `metadata hstore` (the job's [`crate::Metadata`]), `outcome text` (`succeeded`, `retrying`,
+/// `exhausted` or `killed`) and `error text` (NULL on success). Its CTEs may modify the
+/// application's tables; nothing else reads them. Parameters are not available to it.
+pub trait CompletionHook: Send + Sync + 'static {
+    /// CTEs, each written `, name AS (…)`.
+    fn ctes(&self) -> &'static str;
+}
 
 /// How one run ended, as written to `apalis.jobs.status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,13 +54,11 @@ pub(crate) struct Finished {
     worker: String,
     outcome: RunOutcome,
     /// `apalis.jobs.status` to write.
-    status: &'static str,
+    status: Status,
     last_result: serde_json::Value,
     /// Backoff before the next run (retries only).
     delay_ms: Option<i64>,
     error: Option<String>,
-    /// The webhook event to keep up to date.
-    svix_id: Option<String>,
     /// Announce the result on `JOB_DONE_CHANNEL` (urgent jobs).
     announce: bool,
 }
@@ -58,7 +71,6 @@ impl Finished {
         worker: &str,
         attempt: u32,
         max_attempts: u32,
-        svix_id: Option<String>,
         announce: bool,
         result: &Result<(), JobError>,
     ) -> Self {
@@ -75,9 +87,9 @@ impl Finished {
             Err(e @ JobError::Fatal(_)) => (RunOutcome::Killed, None, Some(error_text(e))),
         };
         let (status, last_result) = match (&outcome, &error) {
-            (RunOutcome::Succeeded, _) => ("Done", serde_json::json!({"Ok": null})),
-            (RunOutcome::Killed, Some(e)) => ("Killed", serde_json::json!({"Err": e})),
-            (_, e) => ("Failed", serde_json::json!({"Err": e})),
+            (RunOutcome::Succeeded, _) => (Status::Done, serde_json::json!({"Ok": null})),
+            (RunOutcome::Killed, Some(e)) => (Status::Killed, serde_json::json!({"Err": e})),
+            (_, e) => (Status::Failed, serde_json::json!({"Err": e})),
         };
         Self {
             id: id.to_owned(),
@@ -87,7 +99,6 @@ impl Finished {
             last_result,
             delay_ms: delay.map(|d| d.as_millis() as i64),
             error,
-            svix_id,
             announce,
         }
     }
@@ -99,7 +110,7 @@ impl Finished {
             worker: self.worker.clone(),
             last_result: serde_json::json!({ "Err": &error }),
             error: Some(error),
-            svix_id: self.svix_id.clone(),
+            status: self.status.clone(),
             ..*self
         }
     }
@@ -128,10 +139,23 @@ pub(crate) struct Recorder {
     tx: mpsc::Sender<(Finished, oneshot::Sender<()>)>,
 }
 
+/// Where results go: the pool and the result statement (with the hook's CTEs).
+struct Target {
+    pool: PgPool,
+    sql: Arc<str>,
+}
+
 impl Recorder {
-    pub(crate) fn spawn(pool: PgPool) -> (Self, tokio::task::JoinHandle<()>) {
+    pub(crate) fn spawn(
+        pool: PgPool,
+        hook: Option<&'static dyn CompletionHook>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(4 * RECORD_BATCH);
-        (Self { tx }, tokio::spawn(write_results(pool, rx)))
+        let target = Target {
+            pool,
+            sql: result_sql(hook.map_or("", |h| h.ctes())).into(),
+        };
+        (Self { tx }, tokio::spawn(write_results(target, rx)))
     }
 
     /// Hands a result over and waits until it is written (or found no longer ours). The job
@@ -149,12 +173,12 @@ impl Recorder {
     }
 }
 
-async fn write_results(pool: PgPool, mut rx: mpsc::Receiver<(Finished, oneshot::Sender<()>)>) {
+async fn write_results(target: Target, mut rx: mpsc::Receiver<(Finished, oneshot::Sender<()>)>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         let runs: Vec<&Finished> = batch.iter().map(|(f, _)| f).collect();
         let mut given_up = Vec::new();
-        let held = match write_retrying(&pool, &runs).await {
+        let held = match write_retrying(&target, &runs).await {
             Ok(held) => held,
             // One refused row fails the whole statement: write the results one at a time, so
             // it cannot hold up the others.
@@ -162,7 +186,7 @@ async fn write_results(pool: PgPool, mut rx: mpsc::Receiver<(Finished, oneshot::
                 tracing::warn!(error = %e, results = runs.len(), "the database refused a batch of job results; recording them one by one");
                 let mut held = Vec::new();
                 for run in runs {
-                    match write_alone(&pool, run).await {
+                    match write_alone(&target, run).await {
                         Some(h) => held.extend(h),
                         None => given_up.push(run.id.clone()),
                     }
@@ -186,8 +210,8 @@ async fn write_results(pool: PgPool, mut rx: mpsc::Receiver<(Finished, oneshot::
 /// outcome without its error text; if it refuses even that, gives up (None): the job stays
 /// `Running` under this worker, which is logged as an error, and orphan recovery runs it again
 /// once this process is gone. Nothing else waits for it meanwhile.
-async fn write_alone(pool: &PgPool, run: &Finished) -> Option<Vec<String>> {
-    let mut e = match write_retrying(pool, &[run]).await {
+async fn write_alone(target: &Target, run: &Finished) -> Option<Vec<String>> {
+    let mut e = match write_retrying(target, &[run]).await {
         Ok(held) => return Some(held),
         Err(e) => e,
     };
@@ -196,7 +220,7 @@ async fn write_alone(pool: &PgPool, run: &Finished) -> Option<Vec<String>> {
         let plain = run.with_error(format!(
             "the job's error could not be stored ({e}); see the worker's log"
         ));
-        match write_retrying(pool, &[&plain]).await {
+        match write_retrying(target, &[&plain]).await {
             Ok(held) => return Some(held),
             Err(again) => e = again,
         }
@@ -210,10 +234,10 @@ async fn write_alone(pool: &PgPool, run: &Finished) -> Option<Vec<String>> {
 /// would ever record them), so a database restart never leaves them `Running` for good. If
 /// this process dies or shuts down first, orphan recovery runs the jobs again (handlers are
 /// idempotent). Fails only when the database [refuses](crate::db::refused) the values.
-async fn write_retrying(pool: &PgPool, runs: &[&Finished]) -> Result<Vec<String>, sqlx::Error> {
+async fn write_retrying(target: &Target, runs: &[&Finished]) -> Result<Vec<String>, sqlx::Error> {
     let mut wait = Duration::from_millis(250);
     loop {
-        match record(pool, runs).await {
+        match record(target, runs).await {
             Ok(held) => return Ok(held),
             Err(e) if crate::db::refused(&e) => return Err(e),
             Err(e) => {
@@ -225,70 +249,49 @@ async fn write_retrying(pool: &PgPool, runs: &[&Finished]) -> Result<Vec<String>
     }
 }
 
-/// Writes results and their webhook events' progress in ONE statement, for the jobs each run's
-/// worker still holds (a job recovered from us and taken by another worker is theirs to
-/// record). Returns the ids written. Several results of one event are summed: attempts,
-/// finished jobs; any final failure marks the event failed, and its error is the one kept.
-/// Event rows are locked in svix-id order first, so two processes writing results of the same
-/// events wait for each other instead of deadlocking.
-async fn record(pool: &PgPool, runs: &[&Finished]) -> Result<Vec<String>, sqlx::Error> {
-    const SQL: &str = "\
-        WITH r AS (\
-          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bigint[], \
-                               $6::text[], $7::text[], $8::text[], $9::boolean[]) \
-            AS r (id, worker, status, last_result, delay_ms, svix_id, outcome, error, announce)), \
-        done AS (\
-          UPDATE apalis.jobs AS j SET status = r.status, attempts = j.attempts + 1, \
-            last_result = r.last_result, done_at = now(), lock_by = NULL, \
-            run_at = CASE WHEN r.delay_ms IS NULL THEN j.run_at \
-                          ELSE now() + make_interval(secs => r.delay_ms / 1000.0) END \
-          FROM r WHERE j.id = r.id AND j.lock_by = r.worker \
-          RETURNING j.id, r.svix_id, r.outcome, r.error, r.announce), \
-        per_event AS (\
-          SELECT svix_id, count(*)::int AS runs, \
-                 count(*) FILTER (WHERE outcome = 'succeeded')::int AS ok, \
-                 bool_or(outcome IN ('exhausted', 'killed')) AS failed, \
-                 (array_agg(error ORDER BY outcome IN ('exhausted', 'killed') DESC) \
-                    FILTER (WHERE error IS NOT NULL))[1] AS error \
-          FROM done WHERE svix_id IS NOT NULL GROUP BY svix_id), \
-        locked AS MATERIALIZED (\
-          SELECT w.svix_id FROM webhook_events AS w JOIN per_event USING (svix_id) \
-          ORDER BY w.svix_id FOR NO KEY UPDATE OF w), \
-        events AS (\
-          UPDATE webhook_events AS w SET attempts = w.attempts + e.runs, \
-            pending_jobs = GREATEST(w.pending_jobs - e.ok, 0), \
-            last_error = CASE WHEN w.status = 'failed' AND NOT e.failed THEN w.last_error \
-                              ELSE COALESCE(e.error, w.last_error) END, \
-            status = CASE WHEN e.failed THEN 'failed' \
-                          WHEN e.ok > 0 AND w.status = 'queued' AND w.pending_jobs <= e.ok THEN 'processed' \
-                          ELSE w.status END, \
-            processed_at = CASE WHEN NOT e.failed AND e.ok > 0 AND w.status = 'queued' \
-                                     AND w.pending_jobs <= e.ok THEN now() \
-                                ELSE w.processed_at END \
-          FROM per_event AS e JOIN locked USING (svix_id) WHERE w.svix_id = e.svix_id) \
-        SELECT id, CASE WHEN announce THEN pg_notify($10, id)::text END AS announced FROM done";
+/// The result statement: writes results for the jobs each run's worker still holds (a job
+/// recovered from us and taken by another worker is theirs to record), announces urgent ones
+/// on [`crate::JOB_DONE_CHANNEL`], runs the hook's `ctes`, and returns the ids written.
+fn result_sql(ctes: &str) -> String {
+    format!(
+        "WITH r AS (\
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bigint[], \
+                                $6::text[], $7::text[], $8::boolean[]) \
+             AS r (id, worker, status, last_result, delay_ms, outcome, error, announce)), \
+         done AS (\
+           UPDATE apalis.jobs AS j SET status = r.status, attempts = j.attempts + 1, \
+             last_result = r.last_result, done_at = now(), lock_by = NULL, \
+             run_at = CASE WHEN r.delay_ms IS NULL THEN j.run_at \
+                           ELSE now() + make_interval(secs => r.delay_ms / 1000.0) END \
+           FROM r WHERE j.id = r.id AND j.lock_by = r.worker \
+           RETURNING j.id, j.metadata, r.outcome, r.error, r.announce) \
+         {ctes} \
+         SELECT id, CASE WHEN announce THEN pg_notify($9, id)::text END AS announced FROM done"
+    )
+}
+
+/// Writes `runs` in ONE statement ([`result_sql`]).
+async fn record(target: &Target, runs: &[&Finished]) -> Result<Vec<String>, sqlx::Error> {
     let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     let workers: Vec<&str> = runs.iter().map(|r| r.worker.as_str()).collect();
-    let statuses: Vec<&str> = runs.iter().map(|r| r.status).collect();
+    let statuses: Vec<String> = runs.iter().map(|r| r.status.to_string()).collect();
     let results: Vec<&serde_json::Value> = runs.iter().map(|r| &r.last_result).collect();
     let delays: Vec<Option<i64>> = runs.iter().map(|r| r.delay_ms).collect();
-    let svix: Vec<Option<&str>> = runs.iter().map(|r| r.svix_id.as_deref()).collect();
     let outcomes: Vec<&str> = runs.iter().map(|r| r.outcome.name()).collect();
     let errors: Vec<Option<&str>> = runs.iter().map(|r| r.error.as_deref()).collect();
     let announce: Vec<bool> = runs.iter().map(|r| r.announce).collect();
-    let query = crate::db::query_scalar(SQL)
+    let query = crate::db::query_scalar(sqlx::AssertSqlSafe(target.sql.clone()))
         .bind(ids)
         .bind(workers)
         .bind(statuses)
         .bind(results)
         .bind(delays)
-        .bind(svix)
         .bind(outcomes)
         .bind(errors)
         .bind(announce)
-        .bind(super::JOB_DONE_CHANNEL);
+        .bind(crate::JOB_DONE_CHANNEL);
     bounded(RESULTS, async {
-        let mut tx = crate::db::begin(pool, RESULTS).await?;
+        let mut tx = crate::db::begin(&target.pool, RESULTS).await?;
         let written = query.fetch_all(&mut *tx).await?;
         tx.commit().await?;
         Ok(written)

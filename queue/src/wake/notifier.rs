@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-use super::wake::CHANNEL;
+use super::JOB_INSERT_CHANNEL as CHANNEL;
 
 #[derive(Clone)]
 pub struct Notifier {

@@ -1,11 +1,13 @@
-//! A worker process' presence in `apalis.workers`: registration, heartbeats, recovery of dead
-//! workers' jobs (apalis' `reenqueue_orphaned` statement) and marking this instance dead at shutdown.
-//! Every statement is [bounded](super::bounded): a hung beat must not outlast `dead_after`
-//! unnoticed.
+//! The rescuer: a worker process' presence in `apalis.workers` (registration, heartbeats,
+//! marking this instance dead at shutdown) and the recovery of dead workers' jobs (apalis'
+//! `reenqueue_orphaned` statement). Every statement is [bounded](crate::bounded): a hung beat
+//! must not outlast `dead_after` unnoticed.
 
-use super::bounded::{bounded, HEARTBEAT};
-use super::runner::WorkerSettings;
+use crate::bounded::{bounded, HEARTBEAT};
+use crate::runner::WorkerSettings;
+use crate::status::Status;
 use sqlx::{PgConnection, PgPool};
+use std::sync::LazyLock;
 use tokio::sync::watch;
 
 pub(crate) fn worker_id(queue: &str, instance: &str) -> String {
@@ -56,21 +58,26 @@ pub(crate) async fn touch(pool: &PgPool, names: &[String], dead: bool) -> Result
 /// apalis-postgres' `reenqueue_orphaned` statement (1.0), verbatim but for the interval, sent
 /// through [`crate::db::query`] (apalis' own call is a named prepared statement, which a
 /// transaction pooler cannot keep).
-const REENQUEUE_ORPHANED: &str = "WITH stale AS (\
-     SELECT jobs.id FROM apalis.jobs INNER JOIN apalis.workers ON jobs.lock_by = workers.id \
-     WHERE (jobs.status = 'Running' OR jobs.status = 'Queued') \
-       AND now() - workers.last_seen >= make_interval(secs => $1) \
-       AND workers.worker_type = $2 \
-     FOR UPDATE OF jobs SKIP LOCKED) \
-     UPDATE apalis.jobs SET status = 'Pending', done_at = NULL, lock_by = NULL, lock_at = NULL, \
-       attempts = attempts + 1, \
-       last_result = '{\"Err\": \"Re-enqueued due to worker heartbeat timeout.\"}' \
-     FROM stale WHERE apalis.jobs.id = stale.id";
+static REENQUEUE_ORPHANED: LazyLock<String> = LazyLock::new(|| {
+    use Status::*;
+    format!(
+        "WITH stale AS (\
+         SELECT jobs.id FROM apalis.jobs INNER JOIN apalis.workers ON jobs.lock_by = workers.id \
+         WHERE (jobs.status = '{Running}' OR jobs.status = '{Queued}') \
+           AND now() - workers.last_seen >= make_interval(secs => $1) \
+           AND workers.worker_type = $2 \
+         FOR UPDATE OF jobs SKIP LOCKED) \
+         UPDATE apalis.jobs SET status = '{Pending}', done_at = NULL, lock_by = NULL, lock_at = NULL, \
+           attempts = attempts + 1, \
+           last_result = '{{\"Err\": \"Re-enqueued due to worker heartbeat timeout.\"}}' \
+         FROM stale WHERE apalis.jobs.id = stale.id"
+    )
+});
 
 async fn recover(pool: &PgPool, queue: &str, dead_after_secs: u64) -> Result<u64, sqlx::Error> {
     bounded(HEARTBEAT, async {
         let mut tx = crate::db::begin(pool, HEARTBEAT).await?;
-        let n = crate::db::query(REENQUEUE_ORPHANED)
+        let n = crate::db::query(REENQUEUE_ORPHANED.as_str())
             .bind(dead_after_secs as f64)
             .bind(queue)
             .execute(&mut *tx)

@@ -1,11 +1,12 @@
 //! [`drain`]: the test harness' way to run the queue without a worker pool or sleeping.
 
-use super::heartbeat::{register, worker_id};
-use super::instance_name;
-use super::registry::Registry;
-use super::results::{Recorder, RunOutcome};
-use super::runner::{execute, fetch};
-use crate::context::JobContext;
+use crate::claim::fetch;
+use crate::completer::{Recorder, RunOutcome};
+use crate::instance_name;
+use crate::job::Context;
+use crate::registry::Registry;
+use crate::rescuer::{register, worker_id};
+use crate::runner::execute;
 
 /// What [`drain`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -19,18 +20,23 @@ pub struct DrainReport {
 /// Runs every due job of every registered queue in this task until none is due: the test
 /// harness' way to drive the queue without sleeping. Retries whose backoff has not elapsed
 /// are left for later and counted in `retrying`.
-pub async fn drain(ctx: &JobContext, registry: &Registry) -> Result<DrainReport, sqlx::Error> {
+/// Results are written with the context's completion hook, as a worker writes them.
+pub async fn drain<C: Context>(
+    ctx: &C,
+    registry: &Registry<C>,
+) -> Result<DrainReport, sqlx::Error> {
     let instance = format!("drain-{}", instance_name());
     let mut report = DrainReport::default();
-    let (recorder, _writer) = Recorder::spawn(ctx.pool.clone());
+    let pool = ctx.pool();
+    let (recorder, _writer) = Recorder::spawn(pool.clone(), ctx.completion_hook());
     for e in registry.entries() {
-        register(&ctx.pool, e.queue, &worker_id(e.queue, &instance)).await?;
+        register(pool, e.queue, &worker_id(e.queue, &instance)).await?;
     }
     loop {
         let mut ran = 0;
         for entry in registry.entries() {
             let worker = worker_id(entry.queue, &instance);
-            let tasks = fetch(&ctx.pool, entry.queue, &worker, 50).await?;
+            let tasks = fetch(pool, entry.queue, &worker, 50).await?;
             ran += tasks.len();
             let outcomes = futures::future::join_all(
                 tasks

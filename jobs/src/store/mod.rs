@@ -1,0 +1,3 @@
+//! SQL on our own tables, one module per table.
+
+pub mod webhook_events;
