@@ -1,6 +1,6 @@
 //! The audit trail: one `audit_log` row per change we make, with who caused it.
 
-use crate::ids::{ClerkUserId, SvixId};
+use crate::clerk::ids::{ClerkUserId, SvixId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::postgres::PgArguments;

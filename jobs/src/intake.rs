@@ -1,8 +1,8 @@
 //! Intake: a verified, parsed webhook becomes a `webhook_events` row and its jobs in ONE
 //! statement, so a 2xx is only ever sent for an event that is durable with its work.
 
+use crate::clerk::ids::SvixId;
 use crate::clerk::ClerkEvent;
-use crate::ids::SvixId;
 use crate::planner;
 use crate::queue::{self, EnqueueError};
 use futures::FutureExt;

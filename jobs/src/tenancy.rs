@@ -8,8 +8,8 @@
 //! never runs beside a writer of either and one of the two always sees the other's row.
 
 use crate::audit::{self, Origin};
+use crate::clerk::ids::ClerkOrgId;
 use crate::clerk::{MembershipSnapshot, OrgSnapshot};
-use crate::ids::ClerkOrgId;
 use crate::locks::{self, Key, Mode};
 use serde_json::json;
 use sqlx::PgConnection;

@@ -14,8 +14,8 @@
 //! the soft delete share their locks and version rules, and splitting them would scatter them.
 
 use crate::audit::{self, Origin};
+use crate::clerk::ids::{ClerkUserId, EmailAddress};
 use crate::clerk::UserSnapshot;
-use crate::ids::{ClerkUserId, EmailAddress};
 use crate::locks::{self, Key, Mode};
 use serde_json::json;
 use sqlx::{PgConnection, Row};

@@ -198,7 +198,7 @@ impl TestApp {
             address,
             ctx: match clerk {
                 Some(c) => JobContext::new(db.pool.clone()).with_clerk(Arc::new(
-                    jobs::clerk_api::HttpClerkApi::new(
+                    jobs::clerk::api::HttpClerkApi::new(
                         &c.url,
                         fake_clerk::SECRET_KEY.to_owned().into(),
                     ),
@@ -385,7 +385,7 @@ pub async fn apply_directly(ctx: &JobContext, svix_id: &str, body: &[u8]) {
     use jobs::planner::{plan, PlannedJob};
     use jobs::queue::Job;
     let event = jobs::clerk::ClerkEvent::parse(body).unwrap();
-    let svix = jobs::ids::SvixId::parse(svix_id).unwrap();
+    let svix = jobs::clerk::ids::SvixId::parse(svix_id).unwrap();
     for job in plan(&svix, &event) {
         let r = match job {
             PlannedJob::ProvisionUser(j) => j.handle(ctx).await,

@@ -9,8 +9,8 @@
 
 use crate::error::ApiError;
 use crate::startup::AppState;
+use jobs::clerk::ids::SvixId;
 use jobs::clerk::ClerkEvent;
-use jobs::ids::SvixId;
 use poem::http::HeaderMap;
 use poem::web::Json;
 use poem::{IntoResponse, Response};
@@ -65,7 +65,7 @@ pub(crate) fn operator_origin(who: &str) -> jobs::audit::Origin {
     jobs::audit::Origin {
         user: who
             .strip_prefix("user:")
-            .and_then(|id| jobs::ids::ClerkUserId::parse(id).ok()),
+            .and_then(|id| jobs::clerk::ids::ClerkUserId::parse(id).ok()),
         ..jobs::audit::Origin::system()
     }
 }

@@ -5,10 +5,10 @@
 use super::admin::{audit_and_commit, db, guarded, operator_origin};
 use crate::error::ApiError;
 use crate::startup::AppState;
+use jobs::handlers::reconcile::Reconcile;
+use jobs::handlers::soft_delete::SoftDelete;
 use jobs::planner::PlannedJob;
 use jobs::queue::Job;
-use jobs::reconcile::Reconcile;
-use jobs::soft_delete::SoftDelete;
 use poem::http::StatusCode;
 use poem::web::Json;
 use poem::{IntoResponse, Response};
@@ -52,7 +52,7 @@ async fn run_reconcile_inner(state: &AppState, who: &str) -> Result<Response, Ap
     }
     let origin = operator_origin(who);
     let job = Reconcile {
-        page_size: jobs::reconcile::PAGE_SIZE,
+        page_size: jobs::handlers::reconcile::PAGE_SIZE,
         origin: origin.clone(),
     };
     let id = jobs::queue::enqueue_one(&mut tx, &job, None)
@@ -94,7 +94,7 @@ async fn reconcile_runs_inner(state: &AppState, _who: &str) -> Result<Response, 
         .iter()
         .filter_map(|(_, _, d)| d["job_id"].as_str().map(str::to_owned))
         .collect();
-    let held: HashMap<String, (i64, i64)> = jobs::held_deletions::counts(&state.pool, &ids)
+    let held: HashMap<String, (i64, i64)> = jobs::store::held_deletions::counts(&state.pool, &ids)
         .await
         .map_err(db)?
         .into_iter()
@@ -130,11 +130,11 @@ async fn confirm_deletions_inner(
     let mut tx = jobs::db::begin(&state.pool, jobs::db::TxLimits::API)
         .await
         .map_err(db)?;
-    let held = jobs::held_deletions::confirm(&mut tx, job_id, who)
+    let held = jobs::store::held_deletions::confirm(&mut tx, job_id, who)
         .await
         .map_err(db)?;
     if held.is_empty() {
-        let known = jobs::held_deletions::is_run(&mut tx, job_id, Reconcile::QUEUE)
+        let known = jobs::store::held_deletions::is_run(&mut tx, job_id, Reconcile::QUEUE)
             .await
             .map_err(db)?;
         return Err(if known {
@@ -149,7 +149,7 @@ async fn confirm_deletions_inner(
     let planned: Vec<PlannedJob> = held
         .into_iter()
         .filter_map(|(cid, deleted_at_ms)| {
-            let clerk_user_id = jobs::ids::ClerkUserId::parse(&cid).ok()?;
+            let clerk_user_id = jobs::clerk::ids::ClerkUserId::parse(&cid).ok()?;
             Some(PlannedJob::SoftDelete(SoftDelete {
                 clerk_user_id,
                 deleted_at_ms,

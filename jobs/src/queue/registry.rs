@@ -99,14 +99,14 @@ impl Registry {
 /// The one function that registers every job.
 pub fn registry() -> Registry {
     let mut r = Registry::default();
-    r.register::<crate::provision_user::ProvisionUser>()
-        .register::<crate::soft_delete::SoftDelete>()
-        .register::<crate::sync_metadata::SyncMetadata>()
-        .register::<crate::sync_user::SyncUser>()
-        .register::<crate::sync_organization::SyncOrganization>()
-        .register::<crate::sync_membership::SyncMembership>()
-        .register::<crate::send_welcome_email::SendWelcomeEmail>()
-        .register::<crate::retention::Retention>()
-        .register::<crate::reconcile::Reconcile>();
+    r.register::<crate::handlers::provision_user::ProvisionUser>()
+        .register::<crate::handlers::soft_delete::SoftDelete>()
+        .register::<crate::handlers::sync_metadata::SyncMetadata>()
+        .register::<crate::handlers::sync_user::SyncUser>()
+        .register::<crate::handlers::sync_organization::SyncOrganization>()
+        .register::<crate::handlers::sync_membership::SyncMembership>()
+        .register::<crate::handlers::send_welcome_email::SendWelcomeEmail>()
+        .register::<crate::handlers::retention::Retention>()
+        .register::<crate::handlers::reconcile::Reconcile>();
     r
 }

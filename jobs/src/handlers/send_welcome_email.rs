@@ -5,10 +5,10 @@
 //! taken over, so the mail is not lost either.
 
 use crate::audit::{self, Origin};
+use crate::clerk::ids::ClerkUserId;
 use crate::context::JobContext;
 use crate::error::{JobError, ResultExt};
-use crate::ids::ClerkUserId;
-use crate::mailer::{Mail, MailError};
+use crate::mail::{Mail, MailError};
 use crate::queue::Job;
 use serde::{Deserialize, Serialize};
 use serde_json::json;

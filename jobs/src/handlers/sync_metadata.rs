@@ -3,9 +3,9 @@
 //! per-user write limit is never spent on no-ops.
 
 use crate::audit::{self, Origin};
+use crate::clerk::ids::ClerkUserId;
 use crate::context::JobContext;
 use crate::error::JobError;
-use crate::ids::ClerkUserId;
 use crate::queue::Job;
 use serde::{Deserialize, Serialize};
 use serde_json::json;

@@ -14,16 +14,16 @@
 //!   operator confirms them (`POST /admin/api/reconcile/{job_id}/confirm`).
 
 use crate::audit::{self, Origin};
+use crate::clerk::api::ClerkApiError;
+use crate::clerk::ids::ClerkUserId;
 use crate::clerk::ClerkUser;
-use crate::clerk_api::ClerkApiError;
 use crate::context::JobContext;
 use crate::error::{JobError, ResultExt};
-use crate::held_deletions;
-use crate::ids::ClerkUserId;
+use crate::handlers::provision_user::ProvisionUser;
+use crate::handlers::soft_delete::SoftDelete;
 use crate::planner::PlannedJob;
-use crate::provision_user::ProvisionUser;
 use crate::queue::{self, Job};
-use crate::soft_delete::SoftDelete;
+use crate::store::held_deletions;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashSet;
@@ -90,7 +90,7 @@ pub struct InstanceMismatch {
 /// Compares the key ids of the Backend API's instance with the session keys; `Ok(None)` when
 /// they overlap or `CLERK_JWKS_URL` is not configured.
 async fn check_instance(
-    clerk: &dyn crate::clerk_api::ClerkApi,
+    clerk: &dyn crate::clerk::api::ClerkApi,
     settings: &ReconcileSettings,
 ) -> Result<Option<InstanceMismatch>, ClerkApiError> {
     let Some(url) = &settings.session_jwks_url else {
@@ -98,7 +98,7 @@ async fn check_instance(
         return Ok(None);
     };
     let backend = patiently(|| clerk.instance_key_ids()).await?;
-    let session = crate::clerk_api::session_key_ids(url).await?;
+    let session = crate::clerk::api::session_key_ids(url).await?;
     if backend.iter().any(|k| session.contains(k)) {
         return Ok(None);
     }
