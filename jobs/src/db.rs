@@ -8,13 +8,18 @@
 //! explicit transaction (sqlx sends Parse/Describe/Sync and waits before Bind/Execute: outside
 //! a transaction the pooler may hand the Bind to another server connection). Every call site
 //! keeps the rule by building its statements with [`query`], [`query_as`] or [`query_scalar`]
-//! and running those outside a transaction on [`on`]`(pool)`. LISTEN, migrations (session
+//! and running those outside a transaction on [`on`]`(pool)`. Statements of the query macros
+//! (compile-time checked, all in [`crate::store`]) cannot be told to stay unnamed, so they run
+//! on [`on`]`(pool)` or, inside a transaction, on [`tx`]`(conn)`, which send them unnamed in
+//! pooler mode. LISTEN, migrations (session
 //! advisory lock) and session `SET`s go to [`session_pool`] (`DATABASE_DIRECT_URL`), or do not
 //! happen. In direct mode the same helpers cost nothing: statements stay cached and prepared.
 
 mod autocommit;
+mod in_tx;
 
 pub use autocommit::{on, Autocommit};
+pub use in_tx::{tx, InTx};
 
 use crate::config::DatabaseConfig;
 use secrecy::ExposeSecret;
@@ -285,26 +290,33 @@ fn migration_behind_pooler(e: &sqlx::migrate::MigrateError) -> bool {
 mod tests {
     use super::*;
 
-    /// The pooler rule holds for every statement only if every call site goes through this
-    /// module's helpers: no statement built with `sqlx::query*` directly, and no pooled
-    /// connection used outside a transaction, anywhere in the three crates.
-    #[test]
-    fn every_statement_is_built_by_the_helpers_of_this_module() {
-        fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-            for e in std::fs::read_dir(dir).unwrap() {
-                let path = e.unwrap().path();
-                if path.is_dir() {
-                    rust_files(&path, out);
-                } else if path.extension().is_some_and(|x| x == "rs") {
-                    out.push(path);
-                }
+    fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|x| x == "rs") {
+                out.push(path);
             }
         }
+    }
+
+    /// The `.rs` files of the three crates.
+    fn sources() -> Vec<std::path::PathBuf> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut files = Vec::new();
         for krate in ["jobs/src", "api/src", "worker/src"] {
             rust_files(&root.join(krate), &mut files);
         }
+        files
+    }
+
+    /// The pooler rule holds for every statement only if every call site goes through this
+    /// module's helpers: no statement built with `sqlx::query*` directly, and no pooled
+    /// connection used outside a transaction, anywhere in the three crates.
+    #[test]
+    fn every_statement_is_built_by_the_helpers_of_this_module() {
+        let files = sources();
         let here = std::path::Path::new("jobs/src/db.rs");
         let mut offenders = Vec::new();
         for f in files.iter().filter(|f| !f.ends_with(here)) {
@@ -328,6 +340,62 @@ mod tests {
             "use jobs::db::{{query, query_as, query_scalar, on}}:\n{}",
             offenders.join("\n")
         );
+    }
+
+    /// The query macros' statements cannot be told to stay unnamed: they live in `store/`
+    /// only, and every statement there runs on [`on`] or [`tx`], which send it unnamed in
+    /// pooler mode.
+    #[test]
+    fn checked_statements_live_in_the_store_and_run_on_the_pooler_safe_executors() {
+        let store = std::path::Path::new("jobs/src/store");
+        let mut offenders = Vec::new();
+        for f in sources() {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let in_store = f.components().collect::<Vec<_>>().windows(3).any(|w| {
+                std::path::Path::new(w[0].as_os_str())
+                    .join(w[1].as_os_str())
+                    .join(w[2].as_os_str())
+                    == store
+            });
+            for (n, line) in text.lines().enumerate() {
+                let macros = ["query", "query_as", "query_scalar"]
+                    .iter()
+                    .flat_map(|m| [format!("{m}!("), format!("{m}_unchecked!(")])
+                    .map(|m| format!("sqlx::{m}"));
+                if !in_store && macros.into_iter().any(|m| line.contains(&m)) {
+                    offenders.push(format!(
+                        "{}:{}: a query macro outside jobs/src/store",
+                        f.display(),
+                        n + 1
+                    ));
+                }
+            }
+            if !in_store {
+                continue;
+            }
+            for run in [
+                ".execute(",
+                ".fetch_one(",
+                ".fetch_optional(",
+                ".fetch_all(",
+                ".fetch(",
+            ] {
+                for (at, _) in text.match_indices(run) {
+                    let executor = text[at + run.len()..].trim_start();
+                    let safe = ["db::on(", "db::tx("].iter().any(|p| {
+                        executor.starts_with(p) || executor.starts_with(&format!("crate::{p}"))
+                    });
+                    if !safe {
+                        let line = text[..at].lines().count();
+                        offenders.push(format!(
+                            "{}:{line}: runs on neither db::on nor db::tx",
+                            f.display()
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(offenders.is_empty(), "{}", offenders.join("\n"));
     }
 
     #[test]

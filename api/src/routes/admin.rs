@@ -54,7 +54,7 @@ pub(crate) async fn audit_and_commit(
     subject: &str,
     details: Value,
 ) -> Result<(), ApiError> {
-    jobs::audit::record(&mut tx, origin, action, subject, details)
+    jobs::store::audit::record(&mut tx, origin, action, subject, details)
         .await
         .map_err(db)?;
     tx.commit().await.map_err(db)

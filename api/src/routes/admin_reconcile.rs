@@ -98,7 +98,7 @@ async fn reconcile_runs_inner(state: &AppState, _who: &str) -> Result<Response, 
         .await
         .map_err(db)?
         .into_iter()
-        .map(|(id, held, confirmed)| (id, (held, confirmed)))
+        .map(|c| (c.job_id, (c.held, c.confirmed)))
         .collect();
     let runs: Vec<Value> = runs
         .into_iter()
@@ -148,11 +148,11 @@ async fn confirm_deletions_inner(
     let origin = operator_origin(who);
     let planned: Vec<PlannedJob> = held
         .into_iter()
-        .filter_map(|(cid, deleted_at_ms)| {
-            let clerk_user_id = jobs::clerk::ids::ClerkUserId::parse(&cid).ok()?;
+        .filter_map(|h| {
+            let clerk_user_id = jobs::clerk::ids::ClerkUserId::parse(&h.clerk_user_id).ok()?;
             Some(PlannedJob::SoftDelete(SoftDelete {
                 clerk_user_id,
-                deleted_at_ms,
+                deleted_at_ms: h.deleted_at_ms,
                 origin: origin.clone(),
             }))
         })

@@ -3,7 +3,7 @@
 
 use crate::error::ApiError;
 use crate::startup::AppState;
-use jobs::users::UserView;
+use jobs::store::users::UserView;
 use poem::http::HeaderMap;
 use poem::web::Json;
 use poem::{IntoResponse, Response};

@@ -8,7 +8,7 @@ use jobs::audit::Origin;
 use jobs::clerk::ids::ClerkUserId;
 use jobs::handlers::sync_user::SyncUser;
 use jobs::queue::status::{job_status, JobState, JobStatus};
-use jobs::users::{find_live, UserView};
+use jobs::store::users::{find_live, UserView};
 use poem::http::{HeaderMap, StatusCode};
 use poem::web::Json;
 use poem::{IntoResponse, Response};

@@ -1,8 +1,17 @@
 //! Every statement on one of our tables, one file per table, as small named functions that
-//! run on the caller's connection or pool and return `FromRow` structs.
+//! run on the caller's connection (inside its transaction, through [`crate::db::tx`]) or pool
+//! ([`crate::db::on`]) and return `FromRow` structs. The rules the statements serve stay in
+//! the domain modules ([`crate::users`], [`crate::tenancy`], [`crate::intake`], the handlers).
 //!
 //! Static statements are checked against the schema at build time (`sqlx::query!` and
 //! friends, with the offline data committed in `jobs/.sqlx`; see the README, "Changing a
-//! query"). Statements whose text is built at run time stay runtime-checked and say so.
+//! query"). Statements whose text is composed at run time (an audit entry written by the
+//! change's own statement, the intake's unnest batch) are checked at run time and say so.
 
+pub mod audit;
 pub mod held_deletions;
+pub mod memberships;
+pub mod organizations;
+pub mod sent_emails;
+pub mod users;
+pub mod webhook_events;
