@@ -15,8 +15,6 @@ use poem::{IntoResponse, Response};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-type Time = chrono::DateTime<chrono::Utc>;
-
 /// The Reconcile run that is queued, running or retrying, if any.
 const CURRENT_RECONCILE: &str = "SELECT id, status, attempts, max_attempts FROM apalis.jobs \
      WHERE job_type = $1 AND (status IN ('Pending', 'Queued', 'Running') OR (status = 'Failed' AND attempts < max_attempts)) \
@@ -79,12 +77,9 @@ guarded!(read reconcile_runs, reconcile_runs_inner);
 
 /// The last runs (from the audit log) with their held deletions, and the run in progress.
 async fn reconcile_runs_inner(state: &AppState, _who: &str) -> Result<Response, ApiError> {
-    let runs: Vec<(Time, String, Value)> = jobs::db::query_as(
-        "SELECT at, actor, details FROM audit_log WHERE subject = 'system' AND action = 'reconcile.run' ORDER BY at DESC, id DESC LIMIT 20",
-    )
-    .fetch_all(jobs::db::on(&state.pool))
-    .await
-    .map_err(db)?;
+    let runs = jobs::store::audit::reconcile_runs(&state.pool)
+        .await
+        .map_err(db)?;
     let current: Option<(String, String, i32, i32)> = jobs::db::query_as(CURRENT_RECONCILE)
         .bind(Reconcile::QUEUE)
         .fetch_optional(jobs::db::on(&state.pool))
@@ -92,7 +87,7 @@ async fn reconcile_runs_inner(state: &AppState, _who: &str) -> Result<Response, 
         .map_err(db)?;
     let ids: Vec<String> = runs
         .iter()
-        .filter_map(|(_, _, d)| d["job_id"].as_str().map(str::to_owned))
+        .filter_map(|r| r.details["job_id"].as_str().map(str::to_owned))
         .collect();
     let held: HashMap<String, (i64, i64)> = jobs::store::held_deletions::counts(&state.pool, &ids)
         .await
@@ -102,7 +97,7 @@ async fn reconcile_runs_inner(state: &AppState, _who: &str) -> Result<Response, 
         .collect();
     let runs: Vec<Value> = runs
         .into_iter()
-        .map(|(at, actor, d)| {
+        .map(|jobs::store::audit::ReconcileRun { at, actor, details: d }| {
             let (held, confirmed) = d["job_id"]
                 .as_str()
                 .and_then(|id| held.get(id).copied())

@@ -26,11 +26,7 @@ pub async fn readyz(state: &AppState) -> Response {
         )
             .into_response();
     }
-    let ready = jobs::db::query_scalar::<bool>(
-        "SELECT to_regclass('public.webhook_events') IS NOT NULL AND to_regclass('apalis.jobs') IS NOT NULL",
-    )
-    .fetch_one(jobs::db::on(&state.pool))
-    .await;
+    let ready = jobs::store::migrated(&state.pool).await;
     match ready {
         Ok(true) => Json(json!({"status": "ready"})).into_response(),
         Ok(false) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": {"code": "not_migrated", "message": "migrations have not been applied: run `api migrate`"}}))).into_response(),

@@ -6,7 +6,7 @@ use crate::db;
 use serde_json::Value;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
-use sqlx::{PgConnection, Postgres};
+use sqlx::{FromRow, PgConnection, PgPool, Postgres};
 
 /// Appends one entry, in the caller's transaction.
 pub async fn record(
@@ -59,4 +59,24 @@ pub(crate) fn bind<'q>(
         .bind(details)
         .bind(&origin.client_ip)
         .bind(&origin.user_agent)
+}
+
+/// A Reconcile run's record.
+#[derive(Debug, Clone, FromRow)]
+pub struct ReconcileRun {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub actor: String,
+    /// The run's counts, `job_id` and `error`.
+    pub details: Value,
+}
+
+/// The 20 latest Reconcile runs, newest first.
+pub async fn reconcile_runs(pool: &PgPool) -> Result<Vec<ReconcileRun>, sqlx::Error> {
+    sqlx::query_as!(
+        ReconcileRun,
+        "SELECT at, actor, details FROM audit_log WHERE subject = 'system' AND action = 'reconcile.run' \
+         ORDER BY at DESC, id DESC LIMIT 20",
+    )
+    .fetch_all(db::on(pool))
+    .await
 }

@@ -130,3 +130,25 @@ pub async fn create_personal(
     .await?;
     Ok(())
 }
+
+/// A membership as the signed-in user sees it, with its organization when that is live.
+#[derive(Debug, Clone, FromRow)]
+pub struct OwnMembership {
+    pub clerk_org_id: String,
+    pub role: String,
+    pub name: Option<String>,
+    pub slug: Option<String>,
+}
+
+/// The live memberships row-level security lets this transaction see (call as
+/// `authsync_user`, with `authsync.clerk_user_id` set), oldest first.
+pub async fn visible(conn: &mut PgConnection) -> Result<Vec<OwnMembership>, sqlx::Error> {
+    sqlx::query_as!(
+        OwnMembership,
+        r#"SELECT m.clerk_org_id, m.role, o.name AS "name?", o.slug AS "slug?" FROM memberships m
+           LEFT JOIN organizations o ON o.clerk_org_id = m.clerk_org_id AND o.deleted_at IS NULL
+           WHERE m.deleted_at IS NULL ORDER BY m.created_at"#,
+    )
+    .fetch_all(db::tx(conn))
+    .await
+}

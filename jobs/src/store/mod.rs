@@ -13,5 +13,16 @@ pub mod held_deletions;
 pub mod memberships;
 pub mod organizations;
 pub mod sent_emails;
+pub mod sync_jobs;
 pub mod users;
 pub mod webhook_events;
+
+/// Whether the migrations have run: our event log and the job queue exist.
+pub async fn migrated(pool: &sqlx::PgPool) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT to_regclass('public.webhook_events') IS NOT NULL
+                  AND to_regclass('apalis.jobs') IS NOT NULL AS "migrated!""#
+    )
+    .fetch_one(crate::db::on(pool))
+    .await
+}

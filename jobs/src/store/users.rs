@@ -284,3 +284,15 @@ pub async fn find_live(pool: &PgPool, cid: &ClerkUserId) -> Result<Option<UserVi
     .fetch_optional(db::on(pool))
     .await
 }
+
+/// The live user row-level security lets this transaction see (call as `authsync_user`, with
+/// `authsync.clerk_user_id` set): no condition on the user here, the policy decides.
+pub async fn visible(conn: &mut PgConnection) -> Result<Option<UserView>, sqlx::Error> {
+    sqlx::query_as!(
+        UserView,
+        "SELECT id, clerk_user_id, email, email_verified, first_name, last_name, username, \
+         image_url, role FROM users WHERE deleted_at IS NULL",
+    )
+    .fetch_optional(db::tx(conn))
+    .await
+}

@@ -1,9 +1,10 @@
-//! `webhook_events`: the durable log of deliveries, written by intake and retention here (the
-//! job runner's result statement keeps its bookkeeping in the queue module for now).
+//! `webhook_events`: the durable log of deliveries, written by intake, retention and the
+//! operator routes here (the job runner's result statement keeps its bookkeeping in the queue
+//! module for now).
 
 use crate::db;
 use crate::queue;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{FromRow, PgConnection, PgPool, Row};
 use std::sync::LazyLock;
 
 /// A verified delivery to store.
@@ -91,4 +92,118 @@ pub async fn delete_finished(
     .execute(db::tx(conn))
     .await?;
     Ok(done.rows_affected())
+}
+
+type Time = chrono::DateTime<chrono::Utc>;
+
+/// An event as the admin list shows it.
+#[derive(Debug, Clone, FromRow)]
+pub struct EventSummary {
+    pub svix_id: String,
+    pub event_type: String,
+    pub status: String,
+    pub received_at: Time,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub processed_at: Option<Time>,
+}
+
+/// Which events [`list`] returns: every filter is optional; `after` is the cursor (the last
+/// row of the previous page), in the list's order.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter<'a> {
+    pub event_type: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub since: Option<Time>,
+    pub until: Option<Time>,
+    pub after: Option<(Time, &'a str)>,
+    pub ascending: bool,
+    pub limit: i64,
+}
+
+/// One page of events, by `received_at` then `svix_id`.
+pub async fn list(pool: &PgPool, f: &EventFilter<'_>) -> Result<Vec<EventSummary>, sqlx::Error> {
+    sqlx::query_as!(
+        EventSummary,
+        "SELECT svix_id, event_type, status, received_at, attempts, last_error, processed_at FROM webhook_events \
+         WHERE ($1::text IS NULL OR event_type = $1) AND ($2::text IS NULL OR status = $2) \
+           AND ($3::timestamptz IS NULL OR received_at >= $3) AND ($4::timestamptz IS NULL OR received_at < $4) \
+           AND ($5::timestamptz IS NULL OR (CASE WHEN $7::bool THEN (received_at, svix_id) > ($5, $6::text) \
+                                                 ELSE (received_at, svix_id) < ($5, $6::text) END)) \
+         ORDER BY CASE WHEN $7 THEN received_at END ASC, CASE WHEN $7 THEN svix_id END ASC, \
+                  CASE WHEN NOT $7 THEN received_at END DESC, CASE WHEN NOT $7 THEN svix_id END DESC \
+         LIMIT $8",
+        f.event_type,
+        f.status,
+        f.since,
+        f.until,
+        f.after.map(|a| a.0),
+        f.after.map(|a| a.1),
+        f.ascending,
+        f.limit,
+    )
+    .fetch_all(db::on(pool))
+    .await
+}
+
+/// An event with its payload, as the admin detail shows it.
+#[derive(Debug, Clone, FromRow)]
+pub struct EventDetail {
+    pub event_type: String,
+    pub status: String,
+    pub payload: serde_json::Value,
+    pub received_at: Time,
+    pub attempts: i32,
+    pub pending_jobs: i32,
+    pub last_error: Option<String>,
+}
+
+/// [`EventDetail`] of `svix_id`.
+pub async fn detail(pool: &PgPool, svix_id: &str) -> Result<Option<EventDetail>, sqlx::Error> {
+    sqlx::query_as!(
+        EventDetail,
+        "SELECT event_type, status, payload, received_at, attempts, pending_jobs, last_error \
+         FROM webhook_events WHERE svix_id = $1",
+        svix_id,
+    )
+    .fetch_optional(db::on(pool))
+    .await
+}
+
+/// The payload of `svix_id`, its row locked for the rest of the transaction.
+pub async fn lock_payload(
+    conn: &mut PgConnection,
+    svix_id: &str,
+) -> Result<Option<serde_json::Value>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT payload FROM webhook_events WHERE svix_id = $1 FOR UPDATE",
+        svix_id,
+    )
+    .fetch_optional(db::tx(conn))
+    .await
+}
+
+/// The event is `queued` again, with `jobs` more jobs pending (a replay).
+pub async fn requeue(conn: &mut PgConnection, svix_id: &str, jobs: i32) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE webhook_events SET status = 'queued', pending_jobs = pending_jobs + $2, processed_at = NULL \
+         WHERE svix_id = $1",
+        svix_id,
+        jobs,
+    )
+    .execute(db::tx(conn))
+    .await?;
+    Ok(())
+}
+
+/// A `failed` event is `queued` again (one of its jobs is retried).
+pub async fn reopen_failed(conn: &mut PgConnection, svix_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE webhook_events SET status = 'queued', processed_at = NULL \
+         WHERE svix_id = $1 AND status = 'failed'",
+        svix_id,
+    )
+    .execute(db::tx(conn))
+    .await?;
+    Ok(())
 }
