@@ -1,5 +1,6 @@
-//! The `organizations` and `memberships` tables: the one place that writes them, with the
-//! rules of `users` (version guard on Clerk's `updated_at`, tombstones, advisory locks).
+//! The rules of the one writer of `organizations` and `memberships` (their statements are in
+//! [`crate::store::organizations`] and [`crate::store::memberships`]), like those of `users`
+//! (version guard on Clerk's `updated_at`, tombstones, advisory locks).
 //! Deleting an organization ends its memberships (Clerk sends no membership events then),
 //! and a membership that arrives for a deleted organization is stored already ended. A
 //! membership may name a user or organization not seen yet: it is kept, and the uuid

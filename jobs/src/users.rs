@@ -1,4 +1,5 @@
-//! The `users` table: the one place that writes it, following DESIGN.md rule 3.
+//! The rules of the one writer of `users` (its statements are in [`crate::store::users`]),
+//! following DESIGN.md rule 3.
 //!
 //! Every write runs in the caller's transaction, under the user's advisory lock (and its
 //! address's, see [`crate::locks`]) so that a webhook job and a dashboard-fallback job for the
@@ -9,9 +10,6 @@
 //! Addresses: only a **verified** primary address links an app-created row (no Clerk id) or
 //! takes an address from another user whose address is verified; between equals, the newer
 //! snapshot keeps it. Someone who merely typed an address into Clerk gets neither.
-//!
-//! Over 400 lines because it is the one writer of `users`: the upsert, the address claim and
-//! the soft delete share their locks and version rules, and splitting them would scatter them.
 
 use crate::audit::Origin;
 use crate::clerk::ids::{ClerkUserId, EmailAddress};
