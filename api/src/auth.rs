@@ -7,7 +7,7 @@
 use crate::error::{ApiError, Code};
 use crate::session::SessionVerifier;
 use crate::startup::AppState;
-use jobs::ids::ClerkUserId;
+use jobs::clerk::ids::ClerkUserId;
 use poem::http::HeaderMap;
 use poem::{Request, RequestBody};
 use poem_openapi::registry::{MetaSecurityScheme, Registry};
@@ -214,14 +214,10 @@ async fn operator(req: &Request, state: &AppState) -> Result<Operator, ApiError>
         ));
     };
     let session = sessions.verify_request(headers).await?;
-    let role: Option<String> = jobs::db::query_scalar(
-        "SELECT role FROM users WHERE clerk_user_id = $1 AND deleted_at IS NULL",
-    )
-    .bind(session.user_id.as_str())
-    .fetch_optional(jobs::db::on(&state.pool))
-    .await
-    .map_err(|e| ApiError::Unavailable(e.into()))?;
-    match role.as_deref() {
+    let user = jobs::store::users::live_id_and_role(&state.pool, &session.user_id)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
+    match user.as_ref().map(|u| u.role.as_str()) {
         Some("admin") => Ok(Operator {
             who: format!("user:{}", session.user_id),
         }),

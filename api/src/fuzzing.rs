@@ -2,8 +2,8 @@
 //! deterministically (`tests/tests/fuzz_corpus.rs`). Each function panics only on a real bug.
 
 use crate::verify::{sign, WebhookVerifier};
+use jobs::clerk::ids::SvixId;
 use jobs::clerk::ClerkEvent;
-use jobs::ids::SvixId;
 use jobs::planner::PlannedJob;
 use poem::http::{HeaderMap, HeaderValue};
 

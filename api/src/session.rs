@@ -9,7 +9,7 @@
 //! have and is not retried for ten seconds.
 
 use crate::error::{ApiError, Code};
-use jobs::ids::ClerkUserId;
+use jobs::clerk::ids::ClerkUserId;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, errors::ErrorKind, Algorithm, DecodingKey, Validation};
 use poem::http::HeaderMap;

@@ -3,8 +3,8 @@
 //! an injectable clock for the ±5 minute window, and errors that map to 400 vs 401.
 
 use crate::error::ApiError;
+use jobs::clerk::ids::SvixId;
 use jobs::config::ConfigError;
-use jobs::ids::SvixId;
 use poem::http::HeaderMap;
 use svix::webhooks::Webhook;
 

@@ -299,7 +299,7 @@ async fn wait_drained(opts: &Opts) -> Result<Value> {
          FROM apalis.jobs WHERE status = 'Done' AND done_at >= $1 AND job_type = $2",
     )
     .bind(since)
-    .bind(<jobs::provision_user::ProvisionUser as jobs::queue::Job>::QUEUE)
+    .bind(<jobs::handlers::provision_user::ProvisionUser as jobs::queue::Job>::QUEUE)
     .fetch_one(&pool)
     .await?;
     let not_done: Vec<(String, i64)> = sqlx::query_as(
@@ -398,7 +398,7 @@ async fn idle_wake(opts: &Opts) -> Result<Value> {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let body = event_body(&template);
         let event = jobs::clerk::ClerkEvent::parse(body.as_bytes())?;
-        let svix_id = jobs::ids::SvixId::parse(&format!("msg_{}", Ulid::generate()))?;
+        let svix_id = jobs::clerk::ids::SvixId::parse(&format!("msg_{}", Ulid::generate()))?;
         let planned = jobs::planner::plan(&svix_id, &event);
         let mut tx = pool.begin().await?;
         let ids = jobs::queue::enqueue(&mut tx, &planned, None).await?;
@@ -502,7 +502,7 @@ async fn urgent(opts: &Opts) -> Result<Value> {
         let mut planned = Vec::with_capacity(n);
         for _ in 0..n {
             let event = jobs::clerk::ClerkEvent::parse(event_body(&template).as_bytes())?;
-            let svix_id = jobs::ids::SvixId::parse(&format!("msg_{}", Ulid::generate()))?;
+            let svix_id = jobs::clerk::ids::SvixId::parse(&format!("msg_{}", Ulid::generate()))?;
             planned.extend(jobs::planner::plan(&svix_id, &event));
         }
         let mut tx = pool.begin().await?;
@@ -510,12 +510,12 @@ async fn urgent(opts: &Opts) -> Result<Value> {
         tx.commit().await?;
         left -= n;
     }
-    notifier.wake(jobs::provision_user::ProvisionUser::QUEUE);
+    notifier.wake(jobs::handlers::provision_user::ProvisionUser::QUEUE);
     let undone = || async {
         sqlx::query_scalar::<_, i64>(
             "SELECT count(*) FROM apalis.jobs WHERE job_type = $1 AND status <> 'Done'",
         )
-        .bind(jobs::provision_user::ProvisionUser::QUEUE)
+        .bind(jobs::handlers::provision_user::ProvisionUser::QUEUE)
         .fetch_one(&pool)
         .await
     };
@@ -523,8 +523,8 @@ async fn urgent(opts: &Opts) -> Result<Value> {
     let mut latencies = Vec::new();
     for _ in 0..samples {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let job = jobs::sync_user::SyncUser {
-            clerk_user_id: jobs::ids::ClerkUserId::parse(&format!(
+        let job = jobs::handlers::sync_user::SyncUser {
+            clerk_user_id: jobs::clerk::ids::ClerkUserId::parse(&format!(
                 "user_urgent{}",
                 Ulid::generate()
             ))?,
@@ -535,7 +535,7 @@ async fn urgent(opts: &Opts) -> Result<Value> {
             .await?
             .to_string();
         let committed_at = commit_timed(tx).await?;
-        notifier.wake(jobs::sync_user::SyncUser::QUEUE);
+        notifier.wake(jobs::handlers::sync_user::SyncUser::QUEUE);
         let (_, done_ms) = wait_done(
             &pool,
             &id,

@@ -1,13 +1,9 @@
-//! The audit trail: one `audit_log` row per change we make, with who caused it.
+//! The audit trail: one `audit_log` row per change we make, with who caused it. The
+//! statements are in [`crate::store::audit`].
 
-use crate::ids::{ClerkUserId, SvixId};
+use crate::clerk::ids::{ClerkUserId, SvixId};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use sqlx::postgres::PgArguments;
-use sqlx::query::Query;
-use sqlx::{PgConnection, Postgres};
 use std::fmt;
-use std::sync::LazyLock;
 
 /// What caused a change, with the request facts Clerk reported for it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,56 +50,6 @@ impl fmt::Display for Actor<'_> {
             (None, None) => f.write_str("system"),
         }
     }
-}
-
-/// Appends one entry. Runs on the caller's connection so it commits with the change it describes.
-pub async fn record(
-    conn: &mut PgConnection,
-    origin: &Origin,
-    action: &str,
-    subject: &str,
-    details: Value,
-) -> Result<(), sqlx::Error> {
-    static SQL: LazyLock<String> = LazyLock::new(|| insert_sql(1));
-    bind(
-        crate::db::query(SQL.as_str()),
-        origin,
-        action,
-        subject,
-        details,
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// The insert of one entry reading parameters `$first` to `$first + 5`, bound by [`bind`]: for
-/// a statement that makes a change and records it in one round trip (the change as a
-/// data-modifying `WITH` before it).
-pub(crate) fn insert_sql(first: usize) -> String {
-    let p: Vec<String> = (first..first + 6).map(|n| format!("${n}")).collect();
-    format!(
-        "INSERT INTO audit_log (actor, action, subject, details, client_ip, user_agent) \
-         VALUES ({})",
-        p.join(", ")
-    )
-}
-
-/// Binds the six parameters of [`insert_sql`], after whatever `query` has bound already.
-pub(crate) fn bind<'q>(
-    query: Query<'q, Postgres, PgArguments>,
-    origin: &'q Origin,
-    action: &'q str,
-    subject: &'q str,
-    details: Value,
-) -> Query<'q, Postgres, PgArguments> {
-    query
-        .bind(origin.actor().to_string())
-        .bind(action)
-        .bind(subject)
-        .bind(details)
-        .bind(&origin.client_ip)
-        .bind(&origin.user_agent)
 }
 
 #[cfg(test)]

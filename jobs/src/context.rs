@@ -2,9 +2,9 @@
 //! traits so tests swap in local fakes, and [`JobContext::begin`], the one way a handler opens
 //! a transaction (bounded by its job's lock and statement timeouts).
 
-use crate::clerk_api::ClerkApi;
+use crate::clerk::api::ClerkApi;
 use crate::db::TxLimits;
-use crate::mailer::Mailer;
+use crate::mail::Mailer;
 use sqlx::{PgPool, Postgres, Transaction};
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ pub struct JobContext {
     /// Wakes the workers after a commit that enqueued jobs.
     pub notifier: crate::queue::Notifier,
     /// Reconcile's safety settings (`RECONCILE_MAX_DELETIONS`, `CLERK_JWKS_URL`).
-    pub reconcile: crate::reconcile::ReconcileSettings,
+    pub reconcile: crate::handlers::reconcile::ReconcileSettings,
     /// Limits of the transactions [`JobContext::begin`] opens: the running job's
     /// [`crate::queue::Job::DB_LIMITS`] (set by the queue runtime for each attempt).
     limits: TxLimits,

@@ -3,8 +3,10 @@
 //! The pooler-safe statement helpers ([`query`], [`query_as`], [`query_scalar`], [`on`],
 //! [`begin`], [`TxLimits`], [`session_pool`] …) live in the queue runtime
 //! (`authsync_queue::db`, whose docs explain transaction-pooler mode) and are re-exported here,
-//! so every call site writes `crate::db::query` / `jobs::db::query`. This module adds what
-//! belongs to the app: the pools built from [`DatabaseConfig`] (which also set the process'
+//! so every call site writes `crate::db::query` / `jobs::db::query`. Statements of the query
+//! macros (compile-time checked, all in [`crate::store`]) cannot be told to stay unnamed, so
+//! they run on [`on`]`(pool)` or, inside a transaction, on [`tx`]`(conn)`, which send them
+//! unnamed in pooler mode. This module adds what belongs to the app: the pools built from [`DatabaseConfig`] (which also set the process'
 //! pooler mode) and the migrations.
 
 pub use authsync_queue::db::*;
@@ -114,4 +116,84 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
         }
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|x| x == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The `.rs` files of the three crates.
+    fn sources() -> Vec<std::path::PathBuf> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        for krate in ["jobs/src", "api/src", "worker/src"] {
+            rust_files(&root.join(krate), &mut files);
+        }
+        files
+    }
+
+    /// The query macros' statements cannot be told to stay unnamed: they live in `store/`
+    /// only, and every statement there runs on `db::on` or `db::tx`, which send it unnamed in
+    /// pooler mode.
+    #[test]
+    fn checked_statements_live_in_the_store_and_run_on_the_pooler_safe_executors() {
+        let store = std::path::Path::new("jobs/src/store");
+        let mut offenders = Vec::new();
+        for f in sources() {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let in_store = f.components().collect::<Vec<_>>().windows(3).any(|w| {
+                std::path::Path::new(w[0].as_os_str())
+                    .join(w[1].as_os_str())
+                    .join(w[2].as_os_str())
+                    == store
+            });
+            for (n, line) in text.lines().enumerate() {
+                let macros = ["query", "query_as", "query_scalar"]
+                    .iter()
+                    .flat_map(|m| [format!("{m}!("), format!("{m}_unchecked!(")])
+                    .map(|m| format!("sqlx::{m}"));
+                if !in_store && macros.into_iter().any(|m| line.contains(&m)) {
+                    offenders.push(format!(
+                        "{}:{}: a query macro outside jobs/src/store",
+                        f.display(),
+                        n + 1
+                    ));
+                }
+            }
+            if !in_store {
+                continue;
+            }
+            for run in [
+                ".execute(",
+                ".fetch_one(",
+                ".fetch_optional(",
+                ".fetch_all(",
+                ".fetch(",
+            ] {
+                for (at, _) in text.match_indices(run) {
+                    let executor = text[at + run.len()..].trim_start();
+                    let safe = ["db::on(", "db::tx("].iter().any(|p| {
+                        executor.starts_with(p) || executor.starts_with(&format!("crate::{p}"))
+                    });
+                    if !safe {
+                        let line = text[..at].lines().count();
+                        offenders.push(format!(
+                            "{}:{line}: runs on neither db::on nor db::tx",
+                            f.display()
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(offenders.is_empty(), "{}", offenders.join("\n"));
+    }
 }

@@ -1,15 +1,16 @@
 //! Intake: a verified, parsed webhook becomes a `webhook_events` row and its jobs in ONE
 //! statement, so a 2xx is only ever sent for an event that is durable with its work.
 
+use crate::clerk::ids::SvixId;
 use crate::clerk::ClerkEvent;
-use crate::ids::SvixId;
 use crate::planner;
 use crate::queue::{self, EnqueueError};
+use crate::store::webhook_events::{self, NewEvent};
 use futures::FutureExt;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
@@ -86,49 +87,27 @@ impl Delivery {
 }
 
 /// Stores deliveries (sorted by svix-id, at most one per svix-id) and their jobs in ONE
-/// statement, committed alone: each event row, and the job rows of exactly the events that
-/// were new. Returns the svix-ids stored; the others were stored before.
+/// statement, committed alone. Returns the svix-ids stored; the others were stored before.
 async fn store(pool: &PgPool, deliveries: &[&Delivery]) -> Result<Vec<String>, sqlx::Error> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "WITH ev AS (\
-               INSERT INTO webhook_events (svix_id, event_type, payload, status, pending_jobs, processed_at) \
-               SELECT e.svix_id, e.event_type, e.payload::jsonb, e.status, e.pending_jobs, \
-                      CASE WHEN e.status = 'ignored' THEN now() END \
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[]) \
-                 AS e (svix_id, event_type, payload, status, pending_jobs) \
-               ON CONFLICT (svix_id) DO NOTHING RETURNING svix_id), \
-             queued AS ({} WHERE r.metadata -> 'svix_id' IN (SELECT svix_id FROM ev)) \
-             SELECT svix_id FROM ev",
-            queue::insert_jobs_sql(6)
-        )
-    });
     let mut rows = queue::Rows::default();
     for d in deliveries {
         rows.extend(&d.rows);
     }
-    let svix_ids: Vec<&str> = deliveries.iter().map(|d| d.svix_id.as_str()).collect();
-    let types: Vec<&str> = deliveries.iter().map(|d| d.event_type.as_str()).collect();
-    let bodies: Vec<&str> = deliveries.iter().map(|d| d.body.as_str()).collect();
-    let statuses: Vec<&str> = deliveries
+    let events: Vec<NewEvent<'_>> = deliveries
         .iter()
-        .map(|d| {
-            if d.queues.is_empty() {
+        .map(|d| NewEvent {
+            svix_id: d.svix_id.as_str(),
+            event_type: &d.event_type,
+            payload: &d.body,
+            status: if d.queues.is_empty() {
                 "ignored"
             } else {
                 "queued"
-            }
+            },
+            pending_jobs: d.queues.len() as i32,
         })
         .collect();
-    let pending: Vec<i32> = deliveries.iter().map(|d| d.queues.len() as i32).collect();
-    let query = crate::db::query(SQL.as_str())
-        .bind(svix_ids)
-        .bind(types)
-        .bind(bodies)
-        .bind(statuses)
-        .bind(pending);
-    let stored = rows.bind(query).fetch_all(crate::db::on(pool)).await?;
-    Ok(stored.iter().map(|r| r.get(0)).collect())
+    webhook_events::insert_with_jobs(pool, &events, &rows).await
 }
 
 /// Records the event and enqueues its planned jobs atomically, then wakes the workers.
@@ -408,15 +387,5 @@ pub async fn reject(
         .filter(|&c| c != '\0')
         .take(200)
         .collect::<String>();
-    let r = crate::db::query(
-        "INSERT INTO webhook_events (svix_id, event_type, payload, status, last_error, processed_at) \
-         VALUES ($1, $2, $3, 'rejected', $4, now()) ON CONFLICT (svix_id) DO NOTHING",
-    )
-    .bind(svix_id.as_str())
-    .bind(event_type)
-    .bind(payload)
-    .bind(reason)
-    .execute(crate::db::on(pool))
-    .await?;
-    Ok(r.rows_affected() == 1)
+    webhook_events::insert_rejected(pool, svix_id.as_str(), &event_type, payload, reason).await
 }

@@ -2,12 +2,12 @@
 //! "what does this event cause" is unit-tested here.
 
 use crate::audit::Origin;
+use crate::clerk::ids::SvixId;
 use crate::clerk::{ClerkEvent, EventKind};
-use crate::ids::SvixId;
-use crate::provision_user::ProvisionUser;
-use crate::soft_delete::SoftDelete;
-use crate::sync_membership::SyncMembership;
-use crate::sync_organization::{OrgChange, SyncOrganization};
+use crate::handlers::provision_user::ProvisionUser;
+use crate::handlers::soft_delete::SoftDelete;
+use crate::handlers::sync_membership::SyncMembership;
+use crate::handlers::sync_organization::{OrgChange, SyncOrganization};
 
 /// One job to enqueue, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]

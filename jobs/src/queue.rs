@@ -1,7 +1,9 @@
 //! authsync's side of the queue runtime (`authsync_queue`, re-exported here whole): the one
-//! function that registers every job ([`registry`]), planned jobs as `apalis.jobs` rows
+//! function that registers every job ([`registry`], re-exported from `handlers/`), planned jobs as `apalis.jobs` rows
 //! ([`encode_planned`], [`enqueue`]), and the runtime's types bound to [`JobContext`].
 
+/// The one function that registers every job (it lives beside them, in `handlers/`).
+pub use crate::handlers::registry;
 pub use authsync_queue::*;
 
 use crate::planner::PlannedJob;
@@ -13,21 +15,6 @@ use ulid::Ulid;
 pub type Registry = authsync_queue::Registry<JobContext>;
 /// A worker process' pool over authsync's jobs.
 pub type WorkerPool = authsync_queue::WorkerPool<JobContext>;
-
-/// The one function that registers every job (the worker and the tests use it).
-pub fn registry() -> Registry {
-    let mut r = Registry::default();
-    r.register::<crate::provision_user::ProvisionUser>()
-        .register::<crate::soft_delete::SoftDelete>()
-        .register::<crate::sync_metadata::SyncMetadata>()
-        .register::<crate::sync_user::SyncUser>()
-        .register::<crate::sync_organization::SyncOrganization>()
-        .register::<crate::sync_membership::SyncMembership>()
-        .register::<crate::send_welcome_email::SendWelcomeEmail>()
-        .register::<crate::retention::Retention>()
-        .register::<crate::reconcile::Reconcile>();
-    r
-}
 
 /// Planned jobs as `apalis.jobs` rows, in plan order, for one multi-row insert (alone:
 /// [`enqueue`]; with the webhook event's row: intake).

@@ -1,4 +1,5 @@
-//! The `users` table: the one place that writes it, following DESIGN.md rule 3.
+//! The rules of the one writer of `users` (its statements are in [`crate::store::users`]),
+//! following DESIGN.md rule 3.
 //!
 //! Every write runs in the caller's transaction, under the user's advisory lock (and its
 //! address's, see [`crate::locks`]) so that a webhook job and a dashboard-fallback job for the
@@ -9,17 +10,15 @@
 //! Addresses: only a **verified** primary address links an app-created row (no Clerk id) or
 //! takes an address from another user whose address is verified; between equals, the newer
 //! snapshot keeps it. Someone who merely typed an address into Clerk gets neither.
-//!
-//! Over 400 lines because it is the one writer of `users`: the upsert, the address claim and
-//! the soft delete share their locks and version rules, and splitting them would scatter them.
 
-use crate::audit::{self, Origin};
+use crate::audit::Origin;
+use crate::clerk::ids::{ClerkUserId, EmailAddress};
 use crate::clerk::UserSnapshot;
-use crate::ids::{ClerkUserId, EmailAddress};
 use crate::locks::{self, Key, Mode};
+use crate::store::audit;
+use crate::store::users::{self as store, StoredUser as Stored};
 use serde_json::json;
-use sqlx::{PgConnection, Row};
-use std::sync::LazyLock;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// What an upsert did.
@@ -63,24 +62,8 @@ pub enum DeleteOutcome {
     AlreadyDeleted(Uuid),
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct Stored {
-    id: Uuid,
-    email: Option<String>,
-    email_verified: bool,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    username: Option<String>,
-    image_url: Option<String>,
-    role: String,
-    clerk_updated_at: Option<i64>,
-    deleted: bool,
-}
-
-impl Stored {
-    fn verified_email(&self) -> bool {
-        !self.deleted && self.email.is_some() && self.email_verified
-    }
+fn has_verified_email(row: &Stored) -> bool {
+    !row.deleted && row.email.is_some() && row.email_verified
 }
 
 /// Applies one user snapshot. Call inside a transaction.
@@ -97,14 +80,7 @@ pub async fn upsert_user(
         keys.push((Key::Email(addr.as_str()), Mode::Exclusive));
     }
     locks::take(conn, &keys).await?;
-    let existing: Option<Stored> = crate::db::query_as(
-        "SELECT id, email, email_verified, first_name, last_name, username, image_url, role, \
-         clerk_updated_at, deleted_at IS NOT NULL AS deleted FROM users \
-         WHERE clerk_user_id = $1 FOR UPDATE",
-    )
-    .bind(cid.as_str())
-    .fetch_optional(&mut *conn)
-    .await?;
+    let existing = store::lock(conn, cid).await?;
 
     if let Some(row) = &existing {
         if row.clerk_updated_at.is_some_and(|v| v >= snap.updated_at) {
@@ -140,52 +116,16 @@ pub async fn upsert_user(
         };
     let mut details = details;
     details["version"] = json!(snap.updated_at);
-    // The row, its audit entry and the memberships that arrived before the user (they attach
-    // now, locked in id order like every writer of several memberships), in one statement.
-    static WRITE: LazyLock<[String; 2]> = LazyLock::new(|| {
-        let write = |row: &str| {
-            format!(
-                "WITH u AS ({row} RETURNING id, \
-                   email IS NOT NULL AND email_verified AND deleted_at IS NULL AS verified_email), \
-                 m AS (UPDATE memberships SET user_id = (SELECT id FROM u) \
-                       WHERE id IN (SELECT id FROM memberships \
-                                    WHERE clerk_user_id = $2 AND user_id IS NULL \
-                                    ORDER BY id FOR UPDATE)), \
-                 a AS ({}) \
-                 SELECT id, verified_email FROM u",
-                audit::insert_sql(11)
-            )
-        };
-        [
-            write(
-                "UPDATE users SET clerk_user_id = $2, email = $3, email_verified = $4, \
-                 first_name = $5, last_name = $6, username = $7, image_url = $8, role = $9, \
-                 clerk_updated_at = $10, updated_at = now() WHERE id = $1",
-            ),
-            write(
-                "INSERT INTO users (id, clerk_user_id, email, email_verified, first_name, last_name, \
-                 username, image_url, role, clerk_updated_at) \
-                 VALUES (COALESCE($1, gen_random_uuid()), $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            ),
-        ]
-    });
-    let query = crate::db::query(WRITE[usize::from(target.is_none())].as_str())
-        .bind(target)
-        .bind(cid.as_str())
-        .bind(email.as_ref().map(EmailAddress::as_str))
-        .bind(snap.email_verified && email.is_some())
-        .bind(&snap.first_name)
-        .bind(&snap.last_name)
-        .bind(&snap.username)
-        .bind(&snap.image_url)
-        .bind(snap.role.as_str())
-        .bind(snap.updated_at);
-    let written = audit::bind(query, origin, action, cid.as_str(), details)
-        .fetch_one(&mut *conn)
-        .await?;
-    let id: Uuid = written.get(0);
-    let verified_email: bool = written.get(1);
-    let newly_verified = verified_email && !existing.as_ref().is_some_and(Stored::verified_email);
+    // The row, its audit entry and the memberships that arrived before the user, in one
+    // statement.
+    let entry = store::Entry {
+        origin,
+        action,
+        details,
+    };
+    let written = store::write(conn, target, snap, email.as_ref(), entry).await?;
+    let (id, verified_email) = (written.id, written.verified_email);
+    let newly_verified = verified_email && !existing.as_ref().is_some_and(has_verified_email);
     let outcome = outcome(id);
     if let Some(row) = existing
         .as_ref()
@@ -237,20 +177,12 @@ async fn claim_email(
     own_row: Option<Uuid>,
     origin: &Origin,
 ) -> Result<Claim, sqlx::Error> {
-    let holder = crate::db::query(
-        "SELECT id, clerk_user_id, clerk_updated_at, email_verified FROM users \
-         WHERE email = $1 AND deleted_at IS NULL AND id IS DISTINCT FROM $2 FOR UPDATE",
-    )
-    .bind(addr.as_str())
-    .bind(own_row)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(holder) = holder else {
+    let Some(holder) = store::lock_email_holder(conn, addr, own_row).await? else {
         return Ok(Claim::Free);
     };
-    let holder_id: Uuid = holder.get("id");
+    let holder_id = holder.id;
     let cid = snap.clerk_user_id.as_str();
-    let Some(holder_clerk): Option<String> = holder.get("clerk_user_id") else {
+    let Some(holder_clerk) = holder.clerk_user_id else {
         if own_row.is_none() && snap.email_verified {
             return Ok(Claim::Link(holder_id));
         }
@@ -273,8 +205,8 @@ async fn claim_email(
         .await?;
         return Ok(Claim::Lost);
     };
-    let holder_version: Option<i64> = holder.get("clerk_updated_at");
-    let holder_verified: bool = holder.get("email_verified");
+    let holder_version = holder.clerk_updated_at;
+    let holder_verified = holder.email_verified;
     let holder_keeps = if holder_verified != snap.email_verified {
         holder_verified
     } else {
@@ -303,12 +235,7 @@ async fn claim_email(
     } else {
         "address released to the newer snapshot"
     };
-    crate::db::query(
-        "UPDATE users SET email = NULL, email_verified = false, updated_at = now() WHERE id = $1",
-    )
-    .bind(holder_id)
-    .execute(&mut *conn)
-    .await?;
+    store::release_email(conn, holder_id).await?;
     audit::record(
         conn,
         origin,
@@ -358,38 +285,16 @@ pub async fn soft_delete_user(
     origin: &Origin,
 ) -> Result<DeleteOutcome, sqlx::Error> {
     locks::take(conn, &[(Key::User(cid.as_str()), Mode::Exclusive)]).await?;
-    let deleted: Option<Uuid> = crate::db::query_scalar(
-        "UPDATE users SET deleted_at = to_timestamp($2::float8 / 1000), updated_at = now() \
-         WHERE clerk_user_id = $1 AND deleted_at IS NULL RETURNING id",
-    )
-    .bind(cid.as_str())
-    .bind(deleted_at_ms)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let outcome = match deleted {
+    let outcome = match store::mark_deleted(conn, cid, deleted_at_ms).await? {
         Some(id) => DeleteOutcome::Deleted(id),
-        None => {
-            let inserted: Option<Uuid> = crate::db::query_scalar(
-                "INSERT INTO users (clerk_user_id, deleted_at) \
-                 VALUES ($1, to_timestamp($2::float8 / 1000)) \
-                 ON CONFLICT (clerk_user_id) DO NOTHING RETURNING id",
-            )
-            .bind(cid.as_str())
-            .bind(deleted_at_ms)
-            .fetch_optional(&mut *conn)
-            .await?;
-            match inserted {
-                Some(id) => DeleteOutcome::Tombstoned(id),
-                None => {
-                    let id =
-                        crate::db::query_scalar("SELECT id FROM users WHERE clerk_user_id = $1")
-                            .bind(cid.as_str())
-                            .fetch_one(&mut *conn)
-                            .await?;
-                    return Ok(DeleteOutcome::AlreadyDeleted(id));
-                }
+        None => match store::insert_tombstone(conn, cid, deleted_at_ms).await? {
+            Some(id) => DeleteOutcome::Tombstoned(id),
+            None => {
+                return Ok(DeleteOutcome::AlreadyDeleted(
+                    store::id_of(conn, cid).await?,
+                ))
             }
-        }
+        },
     };
     let action = match outcome {
         DeleteOutcome::Deleted(_) => "user.deleted",
@@ -404,32 +309,4 @@ pub async fn soft_delete_user(
     )
     .await?;
     Ok(outcome)
-}
-
-/// A user as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
-pub struct UserView {
-    pub id: Uuid,
-    pub clerk_user_id: Option<String>,
-    pub email: Option<String>,
-    pub email_verified: bool,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub username: Option<String>,
-    pub image_url: Option<String>,
-    pub role: String,
-}
-
-/// The live (not deleted) row of a Clerk user, if provisioned.
-pub async fn find_live(
-    pool: &sqlx::PgPool,
-    cid: &ClerkUserId,
-) -> Result<Option<UserView>, sqlx::Error> {
-    crate::db::query_as(
-        "SELECT id, clerk_user_id, email, email_verified, first_name, last_name, username, image_url, role \
-         FROM users WHERE clerk_user_id = $1 AND deleted_at IS NULL",
-    )
-    .bind(cid.as_str())
-    .fetch_optional(crate::db::on(pool))
-    .await
 }

@@ -15,8 +15,10 @@
 //! happen. In direct mode the same helpers cost nothing: statements stay cached and prepared.
 
 mod autocommit;
+mod in_tx;
 
 pub use autocommit::{on, Autocommit};
+pub use in_tx::{tx, InTx};
 
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::query::{Query, QueryAs, QueryScalar};

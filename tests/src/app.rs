@@ -92,7 +92,7 @@ impl<'a> TestAppBuilder<'a> {
         TestApp {
             address,
             ctx: match clerk {
-                Some(c) => ctx.with_clerk(Arc::new(jobs::clerk_api::HttpClerkApi::new(
+                Some(c) => ctx.with_clerk(Arc::new(jobs::clerk::api::HttpClerkApi::new(
                     &c.url,
                     fake_clerk::SECRET_KEY.to_owned().into(),
                 ))),

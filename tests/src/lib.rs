@@ -179,7 +179,7 @@ pub async fn apply_directly(ctx: &JobContext, svix_id: &str, body: &[u8]) {
     use jobs::planner::{plan, PlannedJob};
     use jobs::queue::Job;
     let event = jobs::clerk::ClerkEvent::parse(body).unwrap();
-    let svix = jobs::ids::SvixId::parse(svix_id).unwrap();
+    let svix = jobs::clerk::ids::SvixId::parse(svix_id).unwrap();
     for job in plan(&svix, &event) {
         let r = match job {
             PlannedJob::ProvisionUser(j) => j.handle(ctx).await,

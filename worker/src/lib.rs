@@ -4,9 +4,9 @@
 
 pub mod metrics_server;
 
-use jobs::clerk_api::{HttpClerkApi, DEFAULT_API_URL};
+use jobs::clerk::api::{HttpClerkApi, DEFAULT_API_URL};
 use jobs::config::{ConfigError, DatabaseConfig, Env};
-use jobs::mailer::{FileMailer, Mailer, SmtpMailer};
+use jobs::mail::{FileMailer, Mailer, SmtpMailer};
 use jobs::queue::{registry, WorkerPool, WorkerSettings};
 use jobs::JobContext;
 use lettre::message::Mailbox;
@@ -38,7 +38,7 @@ pub struct WorkerConfig {
     pub reconcile_interval_secs: u64,
     /// `RECONCILE_MAX_DELETIONS` (default 10) and `CLERK_JWKS_URL` (optional; the api reads it
     /// too): Reconcile's deletion guard and instance check.
-    pub reconcile: jobs::reconcile::ReconcileSettings,
+    pub reconcile: jobs::handlers::reconcile::ReconcileSettings,
     /// `/readyz` on the metrics port answers 503 once the pool has been saturated this long
     /// (fixed at [`jobs::telemetry::POOL_SATURATED_AFTER`]; tests lower it).
     pub pool_saturated_after: std::time::Duration,
@@ -141,10 +141,10 @@ impl WorkerConfig {
                 events_days: env.parsed("RETENTION_EVENTS_DAYS", 30u32)?,
             },
             reconcile_interval_secs: env.parsed("RECONCILE_INTERVAL_SECS", 3600u64)?.max(1),
-            reconcile: jobs::reconcile::ReconcileSettings {
+            reconcile: jobs::handlers::reconcile::ReconcileSettings {
                 max_deletions: env.parsed(
                     "RECONCILE_MAX_DELETIONS",
-                    jobs::reconcile::DEFAULT_MAX_DELETIONS,
+                    jobs::handlers::reconcile::DEFAULT_MAX_DELETIONS,
                 )?,
                 session_jwks_url: env.optional("CLERK_JWKS_URL"),
             },
@@ -212,7 +212,7 @@ pub async fn run(
     };
     let r = config.retention.clone();
     spawn_schedule(&ctx, "retention", r.interval_secs, move || {
-        jobs::retention::Retention {
+        jobs::handlers::retention::Retention {
             jobs_older_than_secs: i64::from(r.jobs_days) * 86_400,
             events_older_than_secs: i64::from(r.events_days) * 86_400,
             origin: jobs::audit::Origin::system(),
@@ -223,8 +223,8 @@ pub async fn run(
             tracing::info!("CLERK_JWKS_URL not set: Reconcile cannot check that CLERK_SECRET_KEY belongs to the session keys' instance");
         }
         spawn_schedule(&ctx, "reconcile", config.reconcile_interval_secs, || {
-            jobs::reconcile::Reconcile {
-                page_size: jobs::reconcile::PAGE_SIZE,
+            jobs::handlers::reconcile::Reconcile {
+                page_size: jobs::handlers::reconcile::PAGE_SIZE,
                 origin: jobs::audit::Origin::system(),
             }
         });
@@ -298,7 +298,10 @@ mod tests {
             _ => None,
         };
         let c = WorkerConfig::from_env(&Env(base)).unwrap();
-        assert_eq!(c.reconcile, jobs::reconcile::ReconcileSettings::default());
+        assert_eq!(
+            c.reconcile,
+            jobs::handlers::reconcile::ReconcileSettings::default()
+        );
         assert_eq!(c.reconcile.max_deletions, 10);
         let env = Env(|k: &str| match k {
             "RECONCILE_MAX_DELETIONS" => Some("0".to_owned()),

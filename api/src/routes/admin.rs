@@ -8,8 +8,8 @@ use super::{rfc3339, State};
 use crate::auth::Operator;
 use crate::error::{ApiError, Code};
 use crate::startup::AppState;
+use jobs::clerk::ids::SvixId;
 use jobs::clerk::ClerkEvent;
-use jobs::ids::SvixId;
 use jobs::queue::{Predicate, Status};
 use poem::web::Data;
 use poem_openapi::payload::Json;
@@ -18,18 +18,6 @@ use serde_json::{json, Value};
 use std::sync::LazyLock;
 
 type Time = chrono::DateTime<chrono::Utc>;
-/// svix_id, event_type, status, received_at, attempts, last_error, processed_at
-type EventRow = (
-    String,
-    String,
-    String,
-    Time,
-    i32,
-    Option<String>,
-    Option<Time>,
-);
-/// event_type, status, payload, received_at, attempts, pending_jobs, last_error
-type EventDetailRow = (String, String, Value, Time, i32, i32, Option<String>);
 /// id, queue, status, attempts, max_attempts, last error, run_at, svix_id
 type JobRow = (
     String,
@@ -278,7 +266,7 @@ pub(crate) async fn audit_and_commit(
     subject: &str,
     details: Value,
 ) -> Result<(), ApiError> {
-    jobs::audit::record(&mut tx, origin, action, subject, details)
+    jobs::store::audit::record(&mut tx, origin, action, subject, details)
         .await
         .map_err(db)?;
     tx.commit().await.map_err(db)
@@ -350,50 +338,41 @@ async fn list_events(state: &AppState, q: EventQuery) -> Result<EventPageRespons
             Some((time("cursor", Some(t))?.expect("present"), id.to_owned()))
         }
     };
-    let rows: Vec<EventRow> = jobs::db::query_as(
-        "SELECT svix_id, event_type, status, received_at, attempts, last_error, processed_at FROM webhook_events \
-         WHERE ($1::text IS NULL OR event_type = $1) AND ($2::text IS NULL OR status = $2) \
-           AND ($3::timestamptz IS NULL OR received_at >= $3) AND ($4::timestamptz IS NULL OR received_at < $4) \
-           AND ($5::timestamptz IS NULL OR (CASE WHEN $7 THEN (received_at, svix_id) > ($5, $6) ELSE (received_at, svix_id) < ($5, $6) END)) \
-         ORDER BY CASE WHEN $7 THEN received_at END ASC, CASE WHEN $7 THEN svix_id END ASC, \
-                  CASE WHEN NOT $7 THEN received_at END DESC, CASE WHEN NOT $7 THEN svix_id END DESC \
-         LIMIT $8",
-    )
-    .bind(&q.event_type)
-    .bind(&q.status)
-    .bind(since)
-    .bind(until)
-    .bind(cursor.as_ref().map(|c| c.0))
-    .bind(cursor.as_ref().map(|c| c.1.clone()))
-    .bind(asc)
-    .bind(limit)
-    .fetch_all(jobs::db::on(&state.pool))
-    .await
-    .map_err(db)?;
+    let filter = jobs::store::webhook_events::EventFilter {
+        event_type: q.event_type.as_deref(),
+        status: q.status.as_deref(),
+        since,
+        until,
+        after: cursor.as_ref().map(|c| (c.0, c.1.as_str())),
+        ascending: asc,
+        limit,
+    };
+    let rows = jobs::store::webhook_events::list(&state.pool, &filter)
+        .await
+        .map_err(db)?;
     let next = (rows.len() as i64 == limit)
         .then(|| {
             rows.last().map(|r| {
                 format!(
                     "{}|{}",
-                    r.3.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                    r.0
+                    r.received_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    r.svix_id
                 )
             })
         })
         .flatten();
     let events = rows
         .into_iter()
-        .map(
-            |(svix_id, event_type, status, at, attempts, last_error, done)| EventSummary {
-                svix_id,
-                event_type,
-                status,
-                received_at: rfc3339(&at),
-                attempts,
-                last_error,
-                processed_at: done.as_ref().map(rfc3339),
-            },
-        )
+        .map(|r| EventSummary {
+            received_at: rfc3339(&r.received_at),
+            processed_at: r.processed_at.as_ref().map(rfc3339),
+            svix_id: r.svix_id,
+            event_type: r.event_type,
+            status: r.status,
+            attempts: r.attempts,
+            last_error: r.last_error,
+        })
         .collect();
     Ok(EventPageResponse::Ok(Json(EventPage {
         events,
@@ -404,24 +383,19 @@ async fn list_events(state: &AppState, q: EventQuery) -> Result<EventPageRespons
 pub use super::redact::redact;
 
 async fn event_detail(state: &AppState, id: &str) -> Result<EventDetailResponse, ApiError> {
-    let row: Option<EventDetailRow> = jobs::db::query_as(
-        "SELECT event_type, status, payload, received_at, attempts, pending_jobs, last_error FROM webhook_events WHERE svix_id = $1",
-    )
-    .bind(id)
-    .fetch_optional(jobs::db::on(&state.pool))
-    .await
-    .map_err(db)?;
-    let (t, s, payload, at, attempts, pending, err) =
-        row.ok_or(ApiError::NotFound("no such event"))?;
+    let e = jobs::store::webhook_events::detail(&state.pool, id)
+        .await
+        .map_err(db)?
+        .ok_or(ApiError::NotFound("no such event"))?;
     Ok(EventDetailResponse::Ok(Json(EventDetail {
         svix_id: id.to_owned(),
-        event_type: t,
-        status: s,
-        received_at: rfc3339(&at),
-        attempts,
-        pending_jobs: pending,
-        last_error: err,
-        payload: redact(payload),
+        event_type: e.event_type,
+        status: e.status,
+        received_at: rfc3339(&e.received_at),
+        attempts: e.attempts,
+        pending_jobs: e.pending_jobs,
+        last_error: e.last_error,
+        payload: redact(e.payload),
     })))
 }
 
@@ -435,12 +409,9 @@ async fn replay_event(
     let mut tx = jobs::db::begin(&state.pool, jobs::db::TxLimits::API)
         .await
         .map_err(db)?;
-    let payload: Option<Value> =
-        jobs::db::query_scalar("SELECT payload FROM webhook_events WHERE svix_id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
+    let payload = jobs::store::webhook_events::lock_payload(&mut tx, id)
+        .await
+        .map_err(db)?;
     let payload = payload.ok_or(ApiError::NotFound("no such event"))?;
     let event = ClerkEvent::parse(payload.to_string().as_bytes()).map_err(|e| {
         ApiError::BadRequest(
@@ -458,10 +429,7 @@ async fn replay_event(
     let ids = jobs::queue::enqueue(&mut tx, &jobs, None)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    jobs::db::query("UPDATE webhook_events SET status = 'queued', pending_jobs = pending_jobs + $2, processed_at = NULL WHERE svix_id = $1")
-        .bind(id)
-        .bind(ids.len() as i32)
-        .execute(&mut *tx)
+    jobs::store::webhook_events::requeue(&mut tx, id, ids.len() as i32)
         .await
         .map_err(db)?;
     audit_and_commit(
@@ -560,9 +528,7 @@ async fn retry_job(
         });
     };
     if let Some(svix) = &svix {
-        jobs::db::query("UPDATE webhook_events SET status = 'queued', processed_at = NULL WHERE svix_id = $1 AND status = 'failed'")
-            .bind(svix)
-            .execute(&mut *tx)
+        jobs::store::webhook_events::reopen_failed(&mut tx, svix)
             .await
             .map_err(db)?;
     }

@@ -7,10 +7,10 @@ use super::{rfc3339, State};
 use crate::auth::Operator;
 use crate::error::{ApiError, ErrorDetail};
 use crate::startup::AppState;
+use jobs::handlers::reconcile::Reconcile;
+use jobs::handlers::soft_delete::SoftDelete;
 use jobs::planner::PlannedJob;
 use jobs::queue::{Job, Predicate};
-use jobs::reconcile::Reconcile;
-use jobs::soft_delete::SoftDelete;
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{param, ApiResponse, Object, OpenApi};
@@ -135,8 +135,6 @@ impl ReconcileApi {
     }
 }
 
-type Time = chrono::DateTime<chrono::Utc>;
-
 /// The Reconcile run that is queued, running or retrying, if any.
 static CURRENT_RECONCILE: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -171,7 +169,7 @@ async fn run_reconcile(state: &AppState, operator: &Operator) -> Result<RunRespo
     }
     let origin = operator.origin();
     let job = Reconcile {
-        page_size: jobs::reconcile::PAGE_SIZE,
+        page_size: jobs::handlers::reconcile::PAGE_SIZE,
         origin: origin.clone(),
     };
     let id = jobs::queue::enqueue_one(&mut tx, &job, None)
@@ -199,12 +197,9 @@ fn queued(job_id: String, already_queued: bool) -> RunResponse {
 
 /// The last runs (from the audit log) with their held deletions, and the run in progress.
 async fn reconcile_runs(state: &AppState) -> Result<ReportResponse, ApiError> {
-    let runs: Vec<(Time, String, Value)> = jobs::db::query_as(
-        "SELECT at, actor, details FROM audit_log WHERE subject = 'system' AND action = 'reconcile.run' ORDER BY at DESC, id DESC LIMIT 20",
-    )
-    .fetch_all(jobs::db::on(&state.pool))
-    .await
-    .map_err(db)?;
+    let runs = jobs::store::audit::reconcile_runs(&state.pool)
+        .await
+        .map_err(db)?;
     let current: Option<(String, String, i32, i32)> =
         jobs::db::query_as(CURRENT_RECONCILE.as_str())
             .bind(Reconcile::QUEUE)
@@ -213,38 +208,44 @@ async fn reconcile_runs(state: &AppState) -> Result<ReportResponse, ApiError> {
             .map_err(db)?;
     let ids: Vec<String> = runs
         .iter()
-        .filter_map(|(_, _, d)| d["job_id"].as_str().map(str::to_owned))
+        .filter_map(|r| r.details["job_id"].as_str().map(str::to_owned))
         .collect();
-    let held: HashMap<String, (i64, i64)> = jobs::held_deletions::counts(&state.pool, &ids)
+    let held: HashMap<String, (i64, i64)> = jobs::store::held_deletions::counts(&state.pool, &ids)
         .await
         .map_err(db)?
         .into_iter()
-        .map(|(id, held, confirmed)| (id, (held, confirmed)))
+        .map(|c| (c.job_id, (c.held, c.confirmed)))
         .collect();
     let runs = runs
         .into_iter()
-        .map(|(at, actor, d)| {
-            let (held, confirmed) = d["job_id"]
-                .as_str()
-                .and_then(|id| held.get(id).copied())
-                .unwrap_or((0, 0));
-            let text = |v: &Value| v.as_str().map(str::to_owned);
-            ReconcileRun {
-                job_id: text(&d["job_id"]),
-                at: rfc3339(&at),
-                actor,
-                scanned: d["scanned"].as_i64(),
-                created: d["created"].as_i64(),
-                updated: d["updated"].as_i64(),
-                deleted: d["deleted"].as_i64(),
-                held_deletions: held,
-                confirmed_deletions: confirmed,
-                error: d["error"].is_object().then(|| ErrorDetail {
-                    code: text(&d["error"]["code"]).unwrap_or_default(),
-                    message: text(&d["error"]["message"]).unwrap_or_default(),
-                }),
-            }
-        })
+        .map(
+            |jobs::store::audit::ReconcileRun {
+                 at,
+                 actor,
+                 details: d,
+             }| {
+                let (held, confirmed) = d["job_id"]
+                    .as_str()
+                    .and_then(|id| held.get(id).copied())
+                    .unwrap_or((0, 0));
+                let text = |v: &Value| v.as_str().map(str::to_owned);
+                ReconcileRun {
+                    job_id: text(&d["job_id"]),
+                    at: rfc3339(&at),
+                    actor,
+                    scanned: d["scanned"].as_i64(),
+                    created: d["created"].as_i64(),
+                    updated: d["updated"].as_i64(),
+                    deleted: d["deleted"].as_i64(),
+                    held_deletions: held,
+                    confirmed_deletions: confirmed,
+                    error: d["error"].is_object().then(|| ErrorDetail {
+                        code: text(&d["error"]["code"]).unwrap_or_default(),
+                        message: text(&d["error"]["message"]).unwrap_or_default(),
+                    }),
+                }
+            },
+        )
         .collect();
     let current = current.map(
         |(job_id, status, attempts, max_attempts)| ReconcileCurrent {
@@ -267,11 +268,11 @@ async fn confirm_deletions(
     let mut tx = jobs::db::begin(&state.pool, jobs::db::TxLimits::API)
         .await
         .map_err(db)?;
-    let held = jobs::held_deletions::confirm(&mut tx, job_id, &operator.who)
+    let held = jobs::store::held_deletions::confirm(&mut tx, job_id, &operator.who)
         .await
         .map_err(db)?;
     if held.is_empty() {
-        let known = jobs::held_deletions::is_run(&mut tx, job_id, Reconcile::QUEUE)
+        let known = jobs::store::held_deletions::is_run(&mut tx, job_id, Reconcile::QUEUE)
             .await
             .map_err(db)?;
         return Err(if known {
@@ -285,11 +286,11 @@ async fn confirm_deletions(
     let origin = operator.origin();
     let planned: Vec<PlannedJob> = held
         .into_iter()
-        .filter_map(|(cid, deleted_at_ms)| {
-            let clerk_user_id = jobs::ids::ClerkUserId::parse(&cid).ok()?;
+        .filter_map(|h| {
+            let clerk_user_id = jobs::clerk::ids::ClerkUserId::parse(&h.clerk_user_id).ok()?;
             Some(PlannedJob::SoftDelete(SoftDelete {
                 clerk_user_id,
-                deleted_at_ms,
+                deleted_at_ms: h.deleted_at_ms,
                 origin: origin.clone(),
             }))
         })

@@ -57,11 +57,7 @@ async fn readyz(state: &AppState) -> Result<HealthResponse, ApiError> {
         );
         return Err(ApiError::NotReady(Code::PoolSaturated, message));
     }
-    let ready = jobs::db::query_scalar::<bool>(
-        "SELECT to_regclass('public.webhook_events') IS NOT NULL AND to_regclass('apalis.jobs') IS NOT NULL",
-    )
-    .fetch_one(jobs::db::on(&state.pool))
-    .await;
+    let ready = jobs::store::migrated(&state.pool).await;
     match ready {
         Ok(true) => Ok(status("ready")),
         Ok(false) => Err(ApiError::NotReady(

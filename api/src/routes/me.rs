@@ -5,7 +5,7 @@ use super::user::User;
 use crate::auth::Session;
 use crate::error::ApiError;
 use crate::startup::AppState;
-use jobs::users::UserView;
+use jobs::store::{memberships, users};
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -70,36 +70,23 @@ async fn read(session: Session, state: &AppState) -> Result<MeResponse, ApiError
         .await
         .map_err(db)?;
     // No WHERE on the user: the policy decides what is visible.
-    let user: Option<UserView> = jobs::db::query_as(
-        "SELECT id, clerk_user_id, email, email_verified, first_name, last_name, username, image_url, role \
-         FROM users WHERE deleted_at IS NULL",
-    )
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(db)?;
+    let user = users::visible(&mut tx).await.map_err(db)?;
     let Some(user) = user else {
         return Err(ApiError::NotFound(
             "your account has not been provisioned yet: POST /v1/sync",
         ));
     };
-    let memberships: Vec<(String, String, Option<String>, Option<String>)> = jobs::db::query_as(
-        "SELECT m.clerk_org_id, m.role, o.name, o.slug FROM memberships m \
-         LEFT JOIN organizations o ON o.clerk_org_id = m.clerk_org_id AND o.deleted_at IS NULL \
-         WHERE m.deleted_at IS NULL ORDER BY m.created_at",
-    )
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db)?;
+    let memberships = memberships::visible(&mut tx).await.map_err(db)?;
     tx.commit().await.map_err(db)?;
     let memberships = memberships
         .into_iter()
-        .map(|(clerk_org_id, role, name, slug)| Membership {
+        .map(|m| Membership {
             organization: Organization {
-                clerk_org_id,
-                name,
-                slug,
+                clerk_org_id: m.clerk_org_id,
+                name: m.name,
+                slug: m.slug,
             },
-            role,
+            role: m.role,
         })
         .collect();
     Ok(MeResponse::Me(Json(Me {

@@ -7,16 +7,16 @@ use crate::auth::{Session, SessionToken};
 use crate::error::{ApiError, Code};
 use crate::startup::AppState;
 use jobs::audit::Origin;
-use jobs::ids::ClerkUserId;
-use jobs::queue::status::{job_status, JobState, JobStatus, Predicate};
-use jobs::sync_user::SyncUser;
-use jobs::users::find_live;
+use jobs::clerk::ids::ClerkUserId;
+use jobs::handlers::sync_user::SyncUser;
+use jobs::queue::status::{job_status, JobState, JobStatus};
+use jobs::store::sync_jobs;
+use jobs::store::users::find_live;
 use poem::http::HeaderMap;
 use poem::web::Data;
 use poem::Request;
 use poem_openapi::payload::Json;
 use poem_openapi::{param, ApiResponse, Object, OpenApi};
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 #[derive(Object)]
@@ -155,18 +155,7 @@ async fn outstanding_or_new(
         .bind(uid.as_str())
         .execute(&mut *tx)
         .await?;
-    static OPEN: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "SELECT s.job_id FROM sync_jobs s JOIN apalis.jobs j ON j.id = s.job_id \
-             WHERE s.clerk_user_id = $1 AND {} ORDER BY s.created_at DESC LIMIT 1",
-            Predicate::Open.of("j")
-        )
-    });
-    let open: Option<String> = jobs::db::query_scalar(OPEN.as_str())
-        .bind(uid.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-    if let Some(id) = open {
+    if let Some(id) = sync_jobs::outstanding(&mut tx, uid.as_str()).await? {
         tx.commit().await?;
         return Ok(id);
     }
@@ -187,11 +176,7 @@ async fn outstanding_or_new(
         .await
         .map_err(|e| sqlx::Error::Protocol(e.to_string()))?
         .to_string();
-    jobs::db::query("INSERT INTO sync_jobs (job_id, clerk_user_id) VALUES ($1, $2)")
-        .bind(&id)
-        .bind(uid.as_str())
-        .execute(&mut *tx)
-        .await?;
+    sync_jobs::insert(&mut tx, &id, uid.as_str()).await?;
     tx.commit().await?;
     state.notifier.wake(<SyncUser as jobs::queue::Job>::QUEUE);
     tracing::info!(clerk_user_id = %uid, job_id = %id, "urgent provisioning enqueued");
@@ -256,14 +241,9 @@ async fn read_job(
     };
     let owned: bool = {
         let _p = permit().await;
-        jobs::db::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sync_jobs WHERE job_id = $1 AND clerk_user_id = $2)",
-        )
-        .bind(id)
-        .bind(session.user_id.as_str())
-        .fetch_one(jobs::db::on(&state.pool))
-        .await
-        .map_err(db)?
+        sync_jobs::is_owner(&state.pool, id, session.user_id.as_str())
+            .await
+            .map_err(db)?
     };
     if !owned {
         return Err(ApiError::NotFound("no such job for this user"));

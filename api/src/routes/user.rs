@@ -1,6 +1,6 @@
 //! A provisioned user as `/v1/sync`, `/v1/jobs/{id}` and `/v1/me` show it.
 
-use jobs::users::UserView;
+use jobs::store::users::UserView;
 use poem_openapi::Object;
 
 // The fields of `jobs::users::UserView` as a poem-openapi `Object` (the `jobs` crate knows

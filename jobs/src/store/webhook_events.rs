@@ -1,8 +1,13 @@
-//! `webhook_events`: the bookkeeping that follows a webhook's jobs to completion, as the queue
-//! runtime's completion hook ([`WebhookEventProgress`]): its CTEs run in the same statement
-//! that writes the jobs' results (see `authsync_queue::CompletionHook` for what `done` holds).
+//! `webhook_events`: the durable log of deliveries, written by intake, retention and the
+//! operator routes, and kept up to date as their jobs finish by the queue runtime's completion
+//! hook ([`WebhookEventProgress`]), whose CTEs run in the same statement that writes the jobs'
+//! results (see `authsync_queue::CompletionHook` for what `done` holds).
 
+use crate::db;
+use crate::queue;
 use authsync_queue::CompletionHook;
+use sqlx::{FromRow, PgConnection, PgPool, Row};
+use std::sync::LazyLock;
 
 /// Keeps each finished job's webhook event (its `svix_id` metadata) up to date. Several
 /// results of one event are summed: attempts, finished jobs; any final failure marks the event
@@ -35,4 +40,205 @@ impl CompletionHook for WebhookEventProgress {
                                  ELSE w.processed_at END \
            FROM per_event AS e JOIN locked USING (svix_id) WHERE w.svix_id = e.svix_id)"
     }
+}
+
+/// A verified delivery to store.
+pub struct NewEvent<'a> {
+    pub svix_id: &'a str,
+    pub event_type: &'a str,
+    /// The raw body (JSON).
+    pub payload: &'a str,
+    /// `queued` with jobs, `ignored` without.
+    pub status: &'a str,
+    pub pending_jobs: i32,
+}
+
+/// Stores `events` (sorted by svix-id, at most one per svix-id) and `jobs` in ONE statement:
+/// each event row, and the job rows of exactly the events that were new (by their `svix_id`
+/// metadata). Returns the svix-ids stored now; the others were stored before. An unnest batch
+/// composed with the queue's insert at run time: runtime-checked.
+pub(crate) async fn insert_with_jobs(
+    pool: &PgPool,
+    events: &[NewEvent<'_>],
+    jobs: &queue::Rows,
+) -> Result<Vec<String>, sqlx::Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH ev AS (\
+               INSERT INTO webhook_events (svix_id, event_type, payload, status, pending_jobs, processed_at) \
+               SELECT e.svix_id, e.event_type, e.payload::jsonb, e.status, e.pending_jobs, \
+                      CASE WHEN e.status = 'ignored' THEN now() END \
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[]) \
+                 AS e (svix_id, event_type, payload, status, pending_jobs) \
+               ON CONFLICT (svix_id) DO NOTHING RETURNING svix_id), \
+             queued AS ({} WHERE r.metadata -> 'svix_id' IN (SELECT svix_id FROM ev)) \
+             SELECT svix_id FROM ev",
+            queue::insert_jobs_sql(6)
+        )
+    });
+    fn column<'a>(events: &[NewEvent<'a>], f: fn(&NewEvent<'a>) -> &'a str) -> Vec<&'a str> {
+        events.iter().map(f).collect()
+    }
+    let query = db::query(SQL.as_str())
+        .bind(column(events, |e| e.svix_id))
+        .bind(column(events, |e| e.event_type))
+        .bind(column(events, |e| e.payload))
+        .bind(column(events, |e| e.status))
+        .bind(events.iter().map(|e| e.pending_jobs).collect::<Vec<i32>>());
+    let stored = jobs.bind(query).fetch_all(db::on(pool)).await?;
+    stored.iter().map(|r| r.try_get(0)).collect()
+}
+
+/// Records a delivery we refused (`rejected`, with `reason`). A repeat of the same svix-id
+/// keeps the first record. Returns whether it was new.
+pub async fn insert_rejected(
+    pool: &PgPool,
+    svix_id: &str,
+    event_type: &str,
+    payload: serde_json::Value,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query!(
+        "INSERT INTO webhook_events (svix_id, event_type, payload, status, last_error, processed_at) \
+         VALUES ($1, $2, $3, 'rejected', $4, now()) ON CONFLICT (svix_id) DO NOTHING",
+        svix_id,
+        event_type,
+        payload,
+        reason,
+    )
+    .execute(db::on(pool))
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Deletes up to `limit` `processed` and `ignored` events received more than `age_secs`
+/// seconds ago; how many it deleted.
+pub async fn delete_finished(
+    conn: &mut PgConnection,
+    age_secs: i64,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        "DELETE FROM webhook_events WHERE svix_id IN (SELECT svix_id FROM webhook_events \
+         WHERE status IN ('processed', 'ignored') AND received_at < now() - make_interval(secs => $1::bigint) LIMIT $2)",
+        age_secs,
+        limit,
+    )
+    .execute(db::tx(conn))
+    .await?;
+    Ok(done.rows_affected())
+}
+
+type Time = chrono::DateTime<chrono::Utc>;
+
+/// An event as the admin list shows it.
+#[derive(Debug, Clone, FromRow)]
+pub struct EventSummary {
+    pub svix_id: String,
+    pub event_type: String,
+    pub status: String,
+    pub received_at: Time,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub processed_at: Option<Time>,
+}
+
+/// Which events [`list`] returns: every filter is optional; `after` is the cursor (the last
+/// row of the previous page), in the list's order.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter<'a> {
+    pub event_type: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub since: Option<Time>,
+    pub until: Option<Time>,
+    pub after: Option<(Time, &'a str)>,
+    pub ascending: bool,
+    pub limit: i64,
+}
+
+/// One page of events, by `received_at` then `svix_id`.
+pub async fn list(pool: &PgPool, f: &EventFilter<'_>) -> Result<Vec<EventSummary>, sqlx::Error> {
+    sqlx::query_as!(
+        EventSummary,
+        "SELECT svix_id, event_type, status, received_at, attempts, last_error, processed_at FROM webhook_events \
+         WHERE ($1::text IS NULL OR event_type = $1) AND ($2::text IS NULL OR status = $2) \
+           AND ($3::timestamptz IS NULL OR received_at >= $3) AND ($4::timestamptz IS NULL OR received_at < $4) \
+           AND ($5::timestamptz IS NULL OR (CASE WHEN $7::bool THEN (received_at, svix_id) > ($5, $6::text) \
+                                                 ELSE (received_at, svix_id) < ($5, $6::text) END)) \
+         ORDER BY CASE WHEN $7 THEN received_at END ASC, CASE WHEN $7 THEN svix_id END ASC, \
+                  CASE WHEN NOT $7 THEN received_at END DESC, CASE WHEN NOT $7 THEN svix_id END DESC \
+         LIMIT $8",
+        f.event_type,
+        f.status,
+        f.since,
+        f.until,
+        f.after.map(|a| a.0),
+        f.after.map(|a| a.1),
+        f.ascending,
+        f.limit,
+    )
+    .fetch_all(db::on(pool))
+    .await
+}
+
+/// An event with its payload, as the admin detail shows it.
+#[derive(Debug, Clone, FromRow)]
+pub struct EventDetail {
+    pub event_type: String,
+    pub status: String,
+    pub payload: serde_json::Value,
+    pub received_at: Time,
+    pub attempts: i32,
+    pub pending_jobs: i32,
+    pub last_error: Option<String>,
+}
+
+/// [`EventDetail`] of `svix_id`.
+pub async fn detail(pool: &PgPool, svix_id: &str) -> Result<Option<EventDetail>, sqlx::Error> {
+    sqlx::query_as!(
+        EventDetail,
+        "SELECT event_type, status, payload, received_at, attempts, pending_jobs, last_error \
+         FROM webhook_events WHERE svix_id = $1",
+        svix_id,
+    )
+    .fetch_optional(db::on(pool))
+    .await
+}
+
+/// The payload of `svix_id`, its row locked for the rest of the transaction.
+pub async fn lock_payload(
+    conn: &mut PgConnection,
+    svix_id: &str,
+) -> Result<Option<serde_json::Value>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT payload FROM webhook_events WHERE svix_id = $1 FOR UPDATE",
+        svix_id,
+    )
+    .fetch_optional(db::tx(conn))
+    .await
+}
+
+/// The event is `queued` again, with `jobs` more jobs pending (a replay).
+pub async fn requeue(conn: &mut PgConnection, svix_id: &str, jobs: i32) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE webhook_events SET status = 'queued', pending_jobs = pending_jobs + $2, processed_at = NULL \
+         WHERE svix_id = $1",
+        svix_id,
+        jobs,
+    )
+    .execute(db::tx(conn))
+    .await?;
+    Ok(())
+}
+
+/// A `failed` event is `queued` again (one of its jobs is retried).
+pub async fn reopen_failed(conn: &mut PgConnection, svix_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE webhook_events SET status = 'queued', processed_at = NULL \
+         WHERE svix_id = $1 AND status = 'failed'",
+        svix_id,
+    )
+    .execute(db::tx(conn))
+    .await?;
+    Ok(())
 }

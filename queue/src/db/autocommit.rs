@@ -21,7 +21,7 @@ pub fn on(pool: &PgPool) -> Autocommit<'_> {
 }
 
 /// Sends `E` unnamed whatever it asked for.
-struct Unnamed<E>(E);
+pub(super) struct Unnamed<E>(pub(super) E);
 
 impl<'q, E: Execute<'q, Postgres>> Execute<'q, Postgres> for Unnamed<E> {
     fn sql(self) -> SqlStr {

@@ -232,7 +232,7 @@ async fn an_admin_signed_in_by_cookie_confirms_held_deletions_in_the_browser() {
     admin["updated_at"] = serde_json::json!(1);
     clerk.put_user(admin);
     // A run finds two users gone: over the limit of one, so both are held.
-    let job = jobs::reconcile::Reconcile {
+    let job = jobs::handlers::reconcile::Reconcile {
         page_size: 500,
         origin: jobs::audit::Origin::system(),
     };

@@ -1,8 +1,8 @@
 //! The Backend API client against the fake Clerk's wire format, failure modes included.
 
-use jobs::clerk_api::{ClerkApi, ClerkApiError, HttpClerkApi};
+use jobs::clerk::api::{ClerkApi, ClerkApiError, HttpClerkApi};
+use jobs::clerk::ids::ClerkUserId;
 use jobs::error::JobError;
-use jobs::ids::ClerkUserId;
 use serde_json::json;
 use std::time::Duration;
 use tests::fake_clerk::{FakeClerk, Scripted, SECRET_KEY};

@@ -106,12 +106,15 @@ async fn an_urgent_job_gets_a_connection_of_the_default_pool_under_a_webhook_bac
     let planned: Vec<jobs::planner::PlannedJob> = (0..5000)
         .map(|i| {
             let mut u = template.clone();
-            u.clerk_user_id = jobs::ids::ClerkUserId::parse(&format!("user_backlog{i}")).unwrap();
+            u.clerk_user_id =
+                jobs::clerk::ids::ClerkUserId::parse(&format!("user_backlog{i}")).unwrap();
             u.email = None;
-            jobs::planner::PlannedJob::ProvisionUser(jobs::provision_user::ProvisionUser {
-                user: u,
-                origin: Origin::system(),
-            })
+            jobs::planner::PlannedJob::ProvisionUser(
+                jobs::handlers::provision_user::ProvisionUser {
+                    user: u,
+                    origin: Origin::system(),
+                },
+            )
         })
         .collect();
     let mut conn = app.pool().acquire().await.unwrap();

@@ -3,9 +3,9 @@
 //! error that names the cause, and run again.
 
 use jobs::audit::Origin;
+use jobs::clerk::ids::SvixId;
 use jobs::db::TxLimits;
 use jobs::error::JobError;
-use jobs::ids::SvixId;
 use jobs::queue::status::{job_status, JobState};
 use jobs::queue::{self, Job, Registry, WorkerSettings};
 use jobs::JobContext;

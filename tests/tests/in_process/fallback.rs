@@ -372,12 +372,15 @@ async fn an_urgent_job_finishes_while_ten_thousand_webhook_jobs_wait() {
             .map(|i| {
                 let mut u = template.clone();
                 u.clerk_user_id =
-                    jobs::ids::ClerkUserId::parse(&format!("user_backlog{chunk}x{i}")).unwrap();
+                    jobs::clerk::ids::ClerkUserId::parse(&format!("user_backlog{chunk}x{i}"))
+                        .unwrap();
                 u.email = None;
-                jobs::planner::PlannedJob::ProvisionUser(jobs::provision_user::ProvisionUser {
-                    user: u,
-                    origin: jobs::audit::Origin::system(),
-                })
+                jobs::planner::PlannedJob::ProvisionUser(
+                    jobs::handlers::provision_user::ProvisionUser {
+                        user: u,
+                        origin: jobs::audit::Origin::system(),
+                    },
+                )
             })
             .collect();
         jobs::queue::enqueue(&mut conn, &planned, None)

@@ -9,6 +9,7 @@ mod fallback;
 mod fuzz_corpus;
 mod http_server;
 mod ip_allowlist;
+mod offline_queries;
 mod openapi;
 mod outages;
 mod provisioning;

@@ -1,7 +1,7 @@
 //! Outages of the services around us: a slow Clerk and a refusing SMTP server back off and
 //! recover, and the urgent lane keeps serving the dashboard fallback meanwhile.
 
-use jobs::mailer::SmtpMailer;
+use jobs::mail::SmtpMailer;
 use jobs::queue::WorkerSettings;
 use serde_json::json;
 use std::sync::Arc;

@@ -2,8 +2,8 @@
 //! failures, exhaustion, panics, poison payloads, event bookkeeping, wake-ups and shutdown.
 
 use jobs::audit::Origin;
+use jobs::clerk::ids::SvixId;
 use jobs::error::{JobError, ResultExt};
-use jobs::ids::SvixId;
 use jobs::queue::{self, drain, Job, Registry, WorkerSettings};
 use jobs::JobContext;
 use serde::{Deserialize, Serialize};

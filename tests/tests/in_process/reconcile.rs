@@ -3,8 +3,8 @@
 //! secret key of another instance (the run fails `instance_mismatch` and changes nothing).
 
 use jobs::audit::Origin;
+use jobs::handlers::reconcile::Reconcile;
 use jobs::queue::Job;
-use jobs::reconcile::Reconcile;
 use serde_json::{json, Value};
 use tests::bodies::{Confirmed, ReconcileReport, ReconcileStarted};
 use tests::fake_clerk::{FakeClerk, Scripted};

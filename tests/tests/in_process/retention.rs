@@ -2,7 +2,7 @@
 //! the schedule lets one run per period through however many workers try.
 
 use jobs::audit::Origin;
-use jobs::retention::Retention;
+use jobs::handlers::retention::Retention;
 use tests::queue::Status;
 use tests::*;
 
@@ -62,7 +62,9 @@ async fn retention_keeps_what_it_must() {
         events_older_than_secs: 30 * 86_400,
         origin: Origin::system(),
     };
-    let deleted = jobs::retention::run(&app.ctx, &job).await.unwrap();
+    let deleted = jobs::handlers::retention::run(&app.ctx, &job)
+        .await
+        .unwrap();
     assert_eq!((deleted.jobs, deleted.events, deleted.workers), (1, 2, 1));
 
     let events: Vec<String> = sqlx::query_scalar("SELECT svix_id FROM webhook_events ORDER BY 1")

@@ -5,7 +5,7 @@
 //! is sent.
 
 use jobs::config::Env;
-use jobs::mailer::SmtpMailer;
+use jobs::mail::SmtpMailer;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use std::sync::Arc;
 use tests::queue::Status;

@@ -1,7 +1,7 @@
 //! SendWelcomeEmail over a real SMTP conversation with a local sink: exactly once per new user
 //! with an address, whatever duplicates and retries happen; SMTP outages back off and recover.
 
-use jobs::mailer::SmtpMailer;
+use jobs::mail::SmtpMailer;
 use std::sync::Arc;
 use tests::queue::Status;
 use tests::smtp_sink::SmtpSink;

@@ -2,11 +2,12 @@
 //! value differs — so the `user.updated` echo of our own write ends the chain, and Clerk's
 //! per-user write limit is never spent on no-ops.
 
-use crate::audit::{self, Origin};
+use crate::audit::Origin;
+use crate::clerk::ids::ClerkUserId;
 use crate::context::JobContext;
 use crate::error::JobError;
-use crate::ids::ClerkUserId;
 use crate::queue::Job;
+use crate::store::{audit, users};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -28,13 +29,8 @@ impl Job for SyncMetadata {
 
     async fn handle(self, ctx: &JobContext) -> Result<(), JobError> {
         let clerk = ctx.clerk_api()?;
-        let ours: Option<(uuid::Uuid, String)> = crate::db::query_as(
-            "SELECT id, role FROM users WHERE clerk_user_id = $1 AND deleted_at IS NULL",
-        )
-        .bind(self.clerk_user_id.as_str())
-        .fetch_optional(crate::db::on(&ctx.pool))
-        .await?;
-        let Some((db_id, role)) = ours else {
+        let ours = users::live_id_and_role(&ctx.pool, &self.clerk_user_id).await?;
+        let Some(users::IdRole { id: db_id, role }) = ours else {
             return Ok(()); // deleted meanwhile: nothing to write back
         };
         let Some(user) = clerk.get_user(&self.clerk_user_id).await? else {

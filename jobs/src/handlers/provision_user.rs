@@ -4,9 +4,10 @@ use crate::audit::Origin;
 use crate::clerk::UserSnapshot;
 use crate::context::JobContext;
 use crate::error::{JobError, ResultExt};
+use crate::handlers::send_welcome_email::SendWelcomeEmail;
+use crate::handlers::sync_metadata::SyncMetadata;
 use crate::queue::{self, Job};
-use crate::send_welcome_email::SendWelcomeEmail;
-use crate::sync_metadata::SyncMetadata;
+use crate::store;
 use crate::tenancy;
 use crate::users::{self, UpsertOutcome};
 use serde::{Deserialize, Serialize};
@@ -49,11 +50,8 @@ pub async fn apply(
         newly_verified,
     } = users::upsert_user(&mut tx, snap, origin).await?;
     if ctx.clerk.is_some() && !matches!(outcome, UpsertOutcome::Stale(_)) {
-        let (live, role): (bool, String) =
-            crate::db::query_as("SELECT deleted_at IS NULL, role FROM users WHERE id = $1")
-                .bind(outcome.user_id())
-                .fetch_one(&mut *tx)
-                .await?;
+        let store::users::LiveRole { live, role } =
+            store::users::live_and_role(&mut tx, outcome.user_id()).await?;
         let db_id = outcome.user_id().to_string();
         let current = snap.metadata_db_id.as_deref() == Some(db_id.as_str())
             && snap.metadata_role.as_deref() == Some(role.as_str());

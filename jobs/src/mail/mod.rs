@@ -6,6 +6,8 @@
 //! `SMTP_CA_FILE` (a company relay with its own CA); a certificate that does not verify, or is
 //! for another host name, fails the attempt before anything is sent, and the job retries.
 
+pub mod welcome;
+
 use futures::future::BoxFuture;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};

@@ -4,9 +4,9 @@
 //! Failures are classified for the job runner: 429 carries `Retry-After`, 5xx and network
 //! errors are retryable, 404 is "nothing there", other 4xx are fatal.
 
+use crate::clerk::ids::ClerkUserId;
 use crate::clerk::ClerkUser;
 use crate::error::JobError;
-use crate::ids::ClerkUserId;
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};

@@ -3,7 +3,10 @@
 //! Unknown fields are ignored; unknown event types become [`EventKind::Unhandled`], never an
 //! error, because Clerk adds event types without notice.
 
-use crate::ids::{ClerkMembershipId, ClerkOrgId, ClerkUserId, EmailAddress, IdError};
+pub mod api;
+pub mod ids;
+
+use crate::clerk::ids::{ClerkMembershipId, ClerkOrgId, ClerkUserId, EmailAddress, IdError};
 use crate::json_error::{self, JsonError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -1,9 +1,9 @@
 //! SoftDelete: mark a user deleted (or leave a tombstone when it was never seen).
 
 use crate::audit::Origin;
+use crate::clerk::ids::ClerkUserId;
 use crate::context::JobContext;
 use crate::error::JobError;
-use crate::ids::ClerkUserId;
 use crate::queue::Job;
 use crate::users;
 use serde::{Deserialize, Serialize};

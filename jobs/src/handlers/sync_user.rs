@@ -1,13 +1,13 @@
 //! SyncUser: the dashboard fallback's urgent ProvisionUser. The signed-in user's snapshot comes
 //! from the Backend API (the webhook may not have arrived yet) and goes through the same
-//! [`crate::provision_user::apply`] as webhooks, so a racing webhook yields one row.
+//! [`crate::handlers::provision_user::apply`] as webhooks, so a racing webhook yields one row.
 //! It runs on its own queue, with concurrency reserved in every worker process.
 
 use crate::audit::Origin;
+use crate::clerk::ids::ClerkUserId;
 use crate::context::JobContext;
 use crate::error::{JobError, ResultExt};
-use crate::ids::ClerkUserId;
-use crate::provision_user;
+use crate::handlers::provision_user;
 use crate::queue::Job;
 use serde::{Deserialize, Serialize};
 

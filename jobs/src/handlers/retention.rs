@@ -4,12 +4,14 @@
 //! The worker schedules it (every `RETENTION_INTERVAL_SECS`, one run per interval across all
 //! processes, through apalis' idempotency key).
 
-use crate::audit::{self, Origin};
+use crate::audit::Origin;
 use crate::context::JobContext;
 use crate::error::JobError;
 use crate::queue::Job;
+use crate::store::{audit, webhook_events};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sqlx::PgConnection;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retention {
@@ -64,16 +66,45 @@ impl Job for Retention {
     }
 }
 
-async fn batched(ctx: &JobContext, sql: &'static str, age: i64) -> Result<u64, sqlx::Error> {
+/// What [`batched`] deletes.
+#[derive(Clone, Copy)]
+enum Finished {
+    Jobs,
+    Events,
+}
+
+/// Finished jobs: the queue crate's statuses, so they are spelled once.
+static JOBS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "DELETE FROM apalis.jobs WHERE id IN (SELECT id FROM apalis.jobs WHERE {} \
+         AND done_at < now() - make_interval(secs => $1) LIMIT $2)",
+        crate::queue::Predicate::Done
+    )
+});
+
+/// Deletes up to `limit` of the finished items older than `age` seconds.
+async fn delete_batch(
+    conn: &mut PgConnection,
+    what: Finished,
+    age: i64,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    match what {
+        Finished::Jobs => Ok(crate::db::query(JOBS.as_str())
+            .bind(age)
+            .bind(limit)
+            .execute(conn)
+            .await?
+            .rows_affected()),
+        Finished::Events => webhook_events::delete_finished(conn, age, limit).await,
+    }
+}
+
+async fn batched(ctx: &JobContext, what: Finished, age: i64) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
         let mut tx = ctx.begin().await?;
-        let n = crate::db::query(sql)
-            .bind(age)
-            .bind(BATCH)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let n = delete_batch(&mut tx, what, age, BATCH).await?;
         tx.commit().await?;
         total += n;
         if n < BATCH as u64 {
@@ -84,21 +115,8 @@ async fn batched(ctx: &JobContext, sql: &'static str, age: i64) -> Result<u64, s
 
 /// Deletes in batches; returns the counts.
 pub async fn run(ctx: &JobContext, r: &Retention) -> Result<Deleted, sqlx::Error> {
-    static JOBS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "DELETE FROM apalis.jobs WHERE id IN (SELECT id FROM apalis.jobs WHERE {} \
-             AND done_at < now() - make_interval(secs => $1) LIMIT $2)",
-            crate::queue::Predicate::Done
-        )
-    });
-    let jobs = batched(ctx, JOBS.as_str(), r.jobs_older_than_secs).await?;
-    let events = batched(
-        ctx,
-        "DELETE FROM webhook_events WHERE svix_id IN (SELECT svix_id FROM webhook_events \
-         WHERE status IN ('processed', 'ignored') AND received_at < now() - make_interval(secs => $1) LIMIT $2)",
-        r.events_older_than_secs,
-    )
-    .await?;
+    let jobs = batched(ctx, Finished::Jobs, r.jobs_older_than_secs).await?;
+    let events = batched(ctx, Finished::Events, r.events_older_than_secs).await?;
     // Workers silent for a day with no job locked by them (apalis.jobs.lock_by references them).
     let mut tx = ctx.begin().await?;
     let workers = crate::db::query(

@@ -13,17 +13,17 @@
 //!   its deletions in `reconcile_held_deletions` (creates and updates still go ahead) until an
 //!   operator confirms them (`POST /admin/api/reconcile/{job_id}/confirm`).
 
-use crate::audit::{self, Origin};
+use crate::audit::Origin;
+use crate::clerk::api::ClerkApiError;
+use crate::clerk::ids::ClerkUserId;
 use crate::clerk::ClerkUser;
-use crate::clerk_api::ClerkApiError;
 use crate::context::JobContext;
 use crate::error::{JobError, ResultExt};
-use crate::held_deletions;
-use crate::ids::ClerkUserId;
+use crate::handlers::provision_user::ProvisionUser;
+use crate::handlers::soft_delete::SoftDelete;
 use crate::planner::PlannedJob;
-use crate::provision_user::ProvisionUser;
 use crate::queue::{self, Job};
-use crate::soft_delete::SoftDelete;
+use crate::store::{audit, held_deletions, users};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashSet;
@@ -90,7 +90,7 @@ pub struct InstanceMismatch {
 /// Compares the key ids of the Backend API's instance with the session keys; `Ok(None)` when
 /// they overlap or `CLERK_JWKS_URL` is not configured.
 async fn check_instance(
-    clerk: &dyn crate::clerk_api::ClerkApi,
+    clerk: &dyn crate::clerk::api::ClerkApi,
     settings: &ReconcileSettings,
 ) -> Result<Option<InstanceMismatch>, ClerkApiError> {
     let Some(url) = &settings.session_jwks_url else {
@@ -98,7 +98,7 @@ async fn check_instance(
         return Ok(None);
     };
     let backend = patiently(|| clerk.instance_key_ids()).await?;
-    let session = crate::clerk_api::session_key_ids(url).await?;
+    let session = crate::clerk::api::session_key_ids(url).await?;
     if backend.iter().any(|k| session.contains(k)) {
         return Ok(None);
     }
@@ -172,13 +172,7 @@ impl Job for Reconcile {
                     continue;
                 };
                 seen.insert(snap.clerk_user_id.as_str().to_owned());
-                let stored: Option<Option<i64>> = crate::db::query_scalar(
-                    "SELECT clerk_updated_at FROM users WHERE clerk_user_id = $1",
-                )
-                .bind(snap.clerk_user_id.as_str())
-                .fetch_optional(crate::db::on(&ctx.pool))
-                .await?;
-                match stored {
+                match users::version_of(&ctx.pool, &snap.clerk_user_id).await? {
                     None => counts.created += 1,
                     Some(v) if v.is_none_or(|v| v < snap.updated_at) => counts.updated += 1,
                     Some(_) => continue,
@@ -201,12 +195,7 @@ impl Job for Reconcile {
             tokio::time::sleep(PACE).await;
         }
         // Live rows Clerk did not list: gone, unless created while we paged (confirmed below).
-        let candidates: Vec<String> = crate::db::query_scalar(
-            "SELECT clerk_user_id FROM users WHERE deleted_at IS NULL AND clerk_user_id IS NOT NULL AND updated_at < $1",
-        )
-        .bind(started)
-        .fetch_all(crate::db::on(&ctx.pool))
-        .await?;
+        let candidates = users::live_unchanged_since(&ctx.pool, started).await?;
         let unseen: Vec<ClerkUserId> = candidates
             .into_iter()
             .filter(|c| !seen.contains(c))

@@ -2,10 +2,10 @@
 //! `organization.deleted` (which also ends the organization's memberships).
 
 use crate::audit::Origin;
+use crate::clerk::ids::ClerkOrgId;
 use crate::clerk::OrgSnapshot;
 use crate::context::JobContext;
 use crate::error::JobError;
-use crate::ids::ClerkOrgId;
 use crate::queue::Job;
 use crate::tenancy;
 use serde::{Deserialize, Serialize};
