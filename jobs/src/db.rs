@@ -13,7 +13,7 @@ pub use authsync_queue::db::*;
 
 use crate::config::DatabaseConfig;
 use secrecy::ExposeSecret;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 use std::str::FromStr;
 use std::time::Duration;
@@ -76,7 +76,7 @@ pub fn pool_waiting(config: &DatabaseConfig, acquire_timeout: Duration) -> Resul
         options = options.statement_cache_capacity(0);
     }
     set_mode(config.pooler, direct);
-    Ok(PgPoolOptions::new()
+    Ok(pool_options()
         .max_connections(config.max_connections)
         .acquire_timeout(acquire_timeout)
         .connect_lazy_with(options.application_name("authsync")))

@@ -1,5 +1,5 @@
 //! The rules of the one writer of `users` (its statements are in [`crate::store::users`]),
-//! following DESIGN.md rule 3.
+//! following the README's "At-least-once in, exactly-once effect" (How correctness is kept).
 //!
 //! Every write runs in the caller's transaction, under the user's advisory lock (and its
 //! address's, see [`crate::locks`]) so that a webhook job and a dashboard-fallback job for the

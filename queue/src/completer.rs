@@ -242,6 +242,7 @@ async fn write_retrying(target: &Target, runs: &[&Finished]) -> Result<Vec<Strin
             Err(e) if crate::db::refused(&e) => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, ?wait, "recording job results failed; retrying");
+                metrics::counter!("authsync_queue_errors_total", "step" => "result").increment(1);
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
             }

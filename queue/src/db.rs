@@ -87,6 +87,40 @@ pub fn session_pool(main: &PgPool) -> Option<PgPool> {
     )
 }
 
+/// Teaches a new connection the extension types our statements return (`hstore`: the jobs'
+/// metadata), for pooler mode. sqlx 0.9 looks up a result type it has not seen on a connection
+/// with a simple query between Parse and Bind (transact-rs/sqlx#4305), which drops an *unnamed*
+/// statement: the first claim or result write on each connection failed with "unnamed prepared
+/// statement does not exist" and was retried. Pooler mode sends every statement unnamed, so
+/// each connection learns the type here, inside a transaction (one server connection): the
+/// first try fills sqlx's type cache (and may fail for that very reason), the second must pass.
+pub async fn learn_types(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    for attempt in 0..2 {
+        let mut tx = conn.begin().await?;
+        match sqlx::query("SELECT NULL::hstore")
+            .persistent(false)
+            .fetch_optional(&mut *tx)
+            .await
+        {
+            Ok(_) => return tx.commit().await,
+            Err(_) if attempt == 0 => tx.rollback().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the second attempt returns")
+}
+
+/// [`PgPoolOptions`] for a pool of ours: in pooler mode each new connection first
+/// [learns the types](learn_types) its statements return.
+pub fn pool_options() -> PgPoolOptions {
+    let options = PgPoolOptions::new();
+    if !pooler() {
+        return options;
+    }
+    options.after_connect(|conn, _| Box::pin(learn_types(conn)))
+}
+
 /// `lock_timeout` and `statement_timeout` for one transaction. They are applied with
 /// `SET LOCAL` in the statement that opens it, never as session state or connection start-up
 /// parameters: behind a transaction pooler (PgBouncer, Supavisor) a session setting would leak
@@ -156,7 +190,7 @@ pub fn derived_pool(main: &PgPool, max: u32, application_name: &str) -> PgPool {
     let options = (*main.connect_options())
         .clone()
         .application_name(application_name);
-    PgPoolOptions::new()
+    pool_options()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options)

@@ -104,6 +104,10 @@ impl<C: Context> WorkerPool<C> {
                 .map_err(WorkerError::Register)?;
         }
         tracing::info!(instance = %self.instance, queues = ?self.registry.queues(), "worker started");
+        // The error counters exist from the start: a scrape shows 0, not nothing.
+        for step in ["claim", "result"] {
+            metrics::counter!("authsync_queue_errors_total", "step" => step).increment(0);
+        }
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let wakers = wake::Wakers::new(self.registry.queues());
@@ -205,6 +209,8 @@ impl<C: Context> QueueLoop<C> {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::warn!(parent: &span, error = %e, "fetching jobs failed; retrying");
+                    metrics::counter!("authsync_queue_errors_total", "step" => "claim")
+                        .increment(1);
                     drop(first);
                     tokio::select! {
                         _ = tokio::time::sleep(self.settings.poll_interval) => continue,

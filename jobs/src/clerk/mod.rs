@@ -1,7 +1,8 @@
 //! Clerk's webhook envelope and the parts of its objects we use, parsed into types at the edge.
 //!
 //! Unknown fields are ignored; unknown event types become [`EventKind::Unhandled`], never an
-//! error, because Clerk adds event types without notice.
+//! error, because Clerk adds event types without notice. Over 400 lines: the envelope, the
+//! user, organization and membership objects and their tests belong together, as one wire format.
 
 pub mod api;
 pub mod ids;

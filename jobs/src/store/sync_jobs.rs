@@ -21,7 +21,7 @@ pub async fn outstanding(
     });
     db::query_scalar(OPEN.as_str())
         .bind(cid)
-        .fetch_optional(conn)
+        .fetch_optional(db::tx(conn))
         .await
 }
 

@@ -1,5 +1,5 @@
 //! Whatever order and duplication a user's events arrive in, the final row equals applying
-//! them in Clerk `updated_at` order (DESIGN.md rule 3).
+//! them in Clerk `updated_at` order (README, How correctness is kept: at-least-once in, exactly-once effect).
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;

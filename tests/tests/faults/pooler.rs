@@ -133,11 +133,33 @@ async fn assert_all_processed(p: &Pooled, users: i64) {
 async fn intake_and_drain_by_two_workers(mode: Mode) {
     let p = Pooled::start(mode).await;
     let api = p.api(&[]).await;
-    let _workers = [p.worker(&[]), p.worker(&[])];
+    let ports = [free_port().to_string(), free_port().to_string()];
+    let _workers = [
+        p.worker(&[("WORKER_METRICS_PORT", &ports[0])]),
+        p.worker(&[("WORKER_METRICS_PORT", &ports[1])]),
+    ];
     for (status, id) in post_all(&api.address, 0..80).await {
         assert_eq!(status, 202, "{id}");
     }
     assert_all_processed(&p, 80).await;
+    // Not one claim or result write failed and was retried (each new connection through the
+    // pooler used to fail its first statement returning job metadata).
+    for port in &ports {
+        let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for step in ["claim", "result"] {
+            let line = format!("authsync_queue_errors_total{{step=\"{step}\"}} ");
+            let errors = text
+                .lines()
+                .find_map(|l| l.strip_prefix(line.as_str()))
+                .unwrap_or_else(|| panic!("no {line}in\n{text}"));
+            assert_eq!(errors, "0", "{step} errors of the worker on port {port}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! The dashboard fallback against a fake Clerk: session tokens, `/v1/sync`, `/v1/jobs/{id}`
 //! (polled and long-polled), the urgent lane, Backend API failure modes and the metadata echo.
+//! Over 400 lines: the fallback's whole behaviour in one place, each test a sentence.
 
 use jobs::queue::WorkerSettings;
 use reqwest::Method;

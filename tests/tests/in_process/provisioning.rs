@@ -1,4 +1,4 @@
-//! ProvisionUser and SoftDelete through the real webhook route and queue: DESIGN.md rule 3,
+//! ProvisionUser and SoftDelete through the real webhook route and queue: at-least-once in, exactly-once effect (README, How correctness is kept),
 //! and the email verification rules. Over 400 lines: one file per job's behaviour, each test
 //! a sentence a reader looks up here.
 

@@ -1,5 +1,6 @@
 //! The queue machinery with test-only job types: backoff stored in the database, fatal
 //! failures, exhaustion, panics, poison payloads, event bookkeeping, wake-ups and shutdown.
+//! Over 400 lines: each queue behaviour has its own test here, sharing the test job types.
 
 use jobs::audit::Origin;
 use jobs::clerk::ids::SvixId;

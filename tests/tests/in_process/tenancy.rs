@@ -1,5 +1,6 @@
 //! Organizations, memberships, roles and the audit trail through the real webhook route and
-//! queue; row-level security as `authsync_user`; `GET /v1/me`.
+//! queue; row-level security as `authsync_user`; `GET /v1/me`. Over 400 lines: organizations,
+//! memberships and their policies are tested together, as they interact.
 
 use serde_json::{json, Value};
 use tests::bodies::{self, Me};
