@@ -1,5 +1,5 @@
 //! What the fuzz targets in `fuzz/` run, kept here so the test suite can replay their corpus
-//! deterministically (`tests/tests/fuzz_corpus.rs`). Each function panics only on a real bug.
+//! deterministically (`tests/tests/in_process/fuzz_corpus.rs`). Each function panics only on a real bug.
 
 use crate::verify::{sign, WebhookVerifier};
 use jobs::clerk::ids::SvixId;

@@ -1,7 +1,7 @@
 //! The api as one poem-openapi service: each route file's `#[OpenApi]` impl, combined. The
 //! handlers' own return types (`Result<SomeResponse, ApiError>`) and auth extractors are the
 //! spec: `/openapi.json`, the docs UI at `/docs`, and the committed `openapi.json` that
-//! `tests/tests/openapi.rs` compares with what is served.
+//! `tests/tests/in_process/openapi.rs` compares with what is served.
 
 use crate::error::{ApiError, Code};
 use crate::routes::{

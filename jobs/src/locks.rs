@@ -13,7 +13,7 @@
 //! We chose locks over links resolved by a join at read time because the stored uuid links
 //! are part of the public contract (apps join on `memberships.organization_id`) and row-level
 //! security already reads them. The locks cost no extra round trip (all of a write's locks
-//! are one statement). Measured with `tests/tests/concurrency.rs` (40 users, organizations
+//! are one statement). Measured with `tests/tests/faults/concurrency.rs` (40 users, organizations
 //! and memberships posted at once, two debug-build workers, a shared 2-core machine): round
 //! one drained in 2.4–3.1 s before and 2.0–3.2 s after, both rounds in 3.1–4.1 s before and
 //! 2.9–3.9 s after: no difference beyond noise, and none of the 10 lost links and 3–5 live

@@ -49,15 +49,17 @@ pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
 pub async fn record_queue_gauges(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
     use crate::queue::{Predicate, Status};
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        let (pending, failed) = (Status::Pending, Status::Failed);
+        let failed = Status::Failed;
         format!(
             "SELECT job_type, \
                CASE WHEN {retrying} THEN 'retrying' WHEN status = '{failed}' THEN 'dead' \
                     ELSE lower(status) END AS state, \
                count(*), \
-               extract(epoch from now() - min(run_at) FILTER (WHERE status IN ('{pending}', '{failed}') AND run_at <= now()))::float8 \
+               extract(epoch from now() - min(run_at) FILTER (WHERE {runnable} AND run_at <= now()))::float8 \
              FROM apalis.jobs WHERE NOT {done} GROUP BY 1, 2",
             retrying = Predicate::Retrying,
+            // Due and runnable: a dead job (failed, no attempts left) is not waiting.
+            runnable = Predicate::Runnable,
             done = Predicate::Done,
         )
     });

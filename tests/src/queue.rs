@@ -330,6 +330,22 @@ impl<'a> Queue<'a> {
         .unwrap();
     }
 
+    /// Inserts a dead job of `job_type` (failed, no attempt left) that came due `age_secs`
+    /// seconds ago.
+    pub async fn insert_dead(&self, job_type: &str, age_secs: i32) {
+        sqlx::query(
+            "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, done_at) \
+             VALUES ($1, $2, '\\x7b7d', $3, 3, 3, now() - make_interval(secs => $4), now())",
+        )
+        .bind(ulid::Ulid::generate().to_string())
+        .bind(job_type)
+        .bind(Status::Failed.to_string())
+        .bind(age_secs)
+        .execute(self.pool)
+        .await
+        .unwrap();
+    }
+
     /// Waits (bounded) until no job is open.
     pub async fn wait_for_idle(&self, limit: Duration) {
         let start = Instant::now();

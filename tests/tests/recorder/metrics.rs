@@ -28,6 +28,30 @@ async fn scrape(resp: reqwest::Response) -> String {
     resp.text().await.unwrap()
 }
 
+/// A dead job (failed, no attempt left) is not waiting for a worker: it shows as dead and
+/// does not age the queue's oldest pending job.
+#[tokio::test]
+async fn a_dead_job_does_not_age_the_queue() {
+    let _turn = crate::RECORDER.lock().await;
+    let mut app = TestApp::spawn().await;
+    app.allow_unfinished_jobs = true;
+    app.queue()
+        .insert_dead("authsync.provision_user", 3600)
+        .await;
+    let text = scrape(app.metrics().await).await;
+    let queue = ("queue", "authsync.provision_user");
+    assert_eq!(
+        sample(&text, "authsync_queue_depth", &[queue, ("state", "dead")]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "authsync_queue_oldest_pending_seconds", &[queue]),
+        Some(0.0),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn the_api_counts_webhooks_by_type_and_outcome_and_reports_queue_depth() {
     let _turn = crate::RECORDER.lock().await;
