@@ -34,6 +34,8 @@ pub struct ApiConfig {
     /// `/readyz` answers `503 pool_saturated` once the routes' pool has been saturated this
     /// long (fixed at [`jobs::telemetry::POOL_SATURATED_AFTER`]; tests lower it).
     pub pool_saturated_after: std::time::Duration,
+    /// `CORS_ALLOWED_ORIGINS`: origins whose pages may call `/v1/*` (none by default).
+    pub cors_allowed_origins: crate::cors::AllowedOrigins,
 }
 
 /// A whole number of seconds, at least 1.
@@ -88,6 +90,11 @@ impl ApiConfig {
             request: seconds(env, "HTTP_REQUEST_TIMEOUT_SECS", default_timeouts.request)?,
         };
         Ok(Self {
+            cors_allowed_origins: env
+                .optional("CORS_ALLOWED_ORIGINS")
+                .map(|v| crate::cors::AllowedOrigins::parse("CORS_ALLOWED_ORIGINS", &v))
+                .transpose()?
+                .unwrap_or_default(),
             pool_saturated_after: jobs::telemetry::POOL_SATURATED_AFTER,
             wait_limits: Default::default(),
             timeouts,
@@ -156,6 +163,10 @@ mod tests {
             (
                 &[db, secret, ("HTTP_KEEP_ALIVE_SECS", "a minute")],
                 "HTTP_KEEP_ALIVE_SECS is malformed",
+            ),
+            (
+                &[db, secret, ("CORS_ALLOWED_ORIGINS", "*")],
+                "CORS_ALLOWED_ORIGINS is malformed",
             ),
         ];
         for (pairs, want) in cases {

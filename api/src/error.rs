@@ -75,6 +75,9 @@ codes! {
     Forbidden = 403 "forbidden",
     IpNotAllowed = 403 "ip_not_allowed",
     CrossSiteRequest = 403 "cross_site_request",
+    /// A browser's preflight from an origin not in `CORS_ALLOWED_ORIGINS`, or asking for more
+    /// than `/v1/*` needs.
+    CorsRefused = 403 "cors_not_allowed",
     NotFound = 404 "not_found",
     RequestTimeout = 408 "request_timeout",
     Conflict = 409 "conflict",
@@ -118,6 +121,8 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("state-changing operator requests signed in by the session cookie must come from this service's own pages (Sec-Fetch-Site or Origin); scripts use Authorization: Bearer")]
     CrossSiteRequest,
+    #[error("this origin may not call the api from a browser (CORS_ALLOWED_ORIGINS), or the preflight asked for a method or header other than GET/POST with Authorization and Content-Type")]
+    CorsRefused,
     #[error("{0}")]
     Conflict(&'static str),
     /// A 400 code of the table and its message.
@@ -156,6 +161,7 @@ impl ApiError {
             IpNotAllowed => Code::IpNotAllowed,
             Forbidden(_) => Code::Forbidden,
             CrossSiteRequest => Code::CrossSiteRequest,
+            CorsRefused => Code::CorsRefused,
             Conflict(_) => Code::Conflict,
             TooManyWaiters(_) => Code::TooManyWaiters,
             NotConfigured(_) => Code::NotConfigured,

@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
+    /// `CORS_ALLOWED_ORIGINS`, for `/v1/*` ([`crate::cors`]).
+    pub cors: crate::cors::AllowedOrigins,
     /// For every route but webhook intake, which has its own connections (`intake`).
     pub pool: PgPool,
     pub verifier: Arc<WebhookVerifier>,
@@ -55,11 +57,13 @@ pub struct Application {
 pub fn routes(state: AppState) -> BoxEndpoint<'static> {
     let api = crate::openapi::service();
     let templates = routes::metrics::RouteTemplates::from_spec(&api.spec());
+    let cors = state.cors.clone();
     let routes = Route::new()
         .at("/openapi.json", api.spec_endpoint())
         .nest("/docs", api.swagger_ui())
         .nest("/", crate::openapi::endpoint(api))
-        .data(state);
+        .data(state)
+        .around(move |ep, req| crate::cors::handle(ep, req, cors.clone()));
     with_middleware(routes, templates)
 }
 
@@ -128,6 +132,7 @@ impl Application {
         }
         let notifier = jobs::queue::Notifier::new(pool.clone());
         let state = AppState {
+            cors: config.cors_allowed_origins,
             intake: jobs::intake::Intake::spawn(intake_pool, notifier.clone())?,
             notifier,
             pool,

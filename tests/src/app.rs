@@ -109,6 +109,7 @@ impl<'a> TestAppBuilder<'a> {
 /// The harness' api: both test secrets, the admin token, sessions from `clerk` if any.
 fn default_config(api_database_url: String, clerk: Option<&FakeClerk>) -> ApiConfig {
     ApiConfig {
+        cors_allowed_origins: Default::default(),
         ip_filter: Default::default(),
         admin_token: Some(ADMIN_TOKEN.to_owned().into()),
         session: clerk.map(|c| api::session::SessionConfig {

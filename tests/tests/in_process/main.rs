@@ -4,6 +4,7 @@
 mod admin_api;
 mod clerk_api;
 mod connection_budget;
+mod cors;
 mod deadlines;
 mod fallback;
 mod fuzz_corpus;
