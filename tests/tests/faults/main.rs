@@ -4,6 +4,7 @@
 mod admin_page;
 mod concurrency;
 mod convergence;
+mod cors_page;
 mod crash;
 mod deploy_units;
 mod pooler;
