@@ -218,3 +218,16 @@ impl RunningWorker {
         self.handle.await.unwrap().unwrap();
     }
 }
+
+/// In Prometheus text, the value of the sample of `name` whose labels include all of `labels`.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (key, value) = l.rsplit_once(' ')?;
+        let (metric, rest) = key.split_once('{').unwrap_or((key, ""));
+        (metric == name
+            && labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+        .then(|| value.parse().ok())?
+    })
+}

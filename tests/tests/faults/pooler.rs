@@ -152,12 +152,11 @@ async fn intake_and_drain_by_two_workers(mode: Mode) {
             .await
             .unwrap();
         for step in ["claim", "result"] {
-            let line = format!("authsync_queue_errors_total{{step=\"{step}\"}} ");
-            let errors = text
-                .lines()
-                .find_map(|l| l.strip_prefix(line.as_str()))
-                .unwrap_or_else(|| panic!("no {line}in\n{text}"));
-            assert_eq!(errors, "0", "{step} errors of the worker on port {port}");
+            assert_eq!(
+                sample(&text, "authsync_queue_errors_total", &[("step", step)]),
+                Some(0.0),
+                "{step} errors of the worker on port {port}:\n{text}"
+            );
         }
     }
 }

@@ -5,19 +5,6 @@
 use tests::processes::WorkerProcess;
 use tests::*;
 
-/// The value of the sample of `name` whose labels include all of `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (key, value) = l.rsplit_once(' ')?;
-        let (metric, rest) = key.split_once('{').unwrap_or((key, ""));
-        (metric == name
-            && labels
-                .iter()
-                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
-        .then(|| value.parse().ok())?
-    })
-}
-
 /// The Prometheus text of a `/metrics` answer.
 async fn scrape(resp: reqwest::Response) -> String {
     assert_eq!(resp.status(), 200);
