@@ -23,6 +23,7 @@ pub fn clerk_event(data: &[u8]) -> Option<ClerkEvent> {
             PlannedJob::SoftDelete(j) => (serde_json::to_vec(j), &j.origin),
             PlannedJob::SyncOrganization(j) => (serde_json::to_vec(j), &j.origin),
             PlannedJob::SyncMembership(j) => (serde_json::to_vec(j), &j.origin),
+            PlannedJob::RecordActivity(j) => (serde_json::to_vec(j), &j.origin),
         };
         assert!(payload.is_ok(), "planned jobs serialize");
         assert_eq!(

@@ -5,6 +5,7 @@ use crate::audit::Origin;
 use crate::clerk::ids::SvixId;
 use crate::clerk::{ClerkEvent, EventKind};
 use crate::handlers::provision_user::ProvisionUser;
+use crate::handlers::record_activity::RecordActivity;
 use crate::handlers::soft_delete::SoftDelete;
 use crate::handlers::sync_membership::SyncMembership;
 use crate::handlers::sync_organization::{OrgChange, SyncOrganization};
@@ -16,6 +17,7 @@ pub enum PlannedJob {
     SoftDelete(SoftDelete),
     SyncOrganization(SyncOrganization),
     SyncMembership(SyncMembership),
+    RecordActivity(RecordActivity),
 }
 
 impl PlannedJob {
@@ -27,6 +29,7 @@ impl PlannedJob {
             PlannedJob::SoftDelete(_) => SoftDelete::QUEUE,
             PlannedJob::SyncOrganization(_) => SyncOrganization::QUEUE,
             PlannedJob::SyncMembership(_) => SyncMembership::QUEUE,
+            PlannedJob::RecordActivity(_) => RecordActivity::QUEUE,
         }
     }
 }
@@ -73,6 +76,11 @@ pub fn plan(svix_id: &SvixId, event: &ClerkEvent) -> Vec<PlannedJob> {
                 origin,
             })]
         }
+        EventKind::Session(activity) => vec![PlannedJob::RecordActivity(RecordActivity {
+            activity: activity.clone(),
+            occurred_at_ms: event.timestamp_ms,
+            origin,
+        })],
         EventKind::Unhandled => Vec::new(),
     }
 }
@@ -157,9 +165,28 @@ mod tests {
     }
 
     #[test]
-    fn events_we_do_not_handle_plan_nothing() {
-        for name in ["session.created", "email.created"] {
-            assert!(plan(&svix(), &event(name)).is_empty(), "{name}");
+    fn session_events_record_activity_at_the_event_time_with_the_client() {
+        for name in [
+            "session.created",
+            "session.ended",
+            "session.removed",
+            "session.revoked",
+        ] {
+            let ev = event(name);
+            let jobs = plan(&svix(), &ev);
+            let [PlannedJob::RecordActivity(job)] = jobs.as_slice() else {
+                panic!("{name}: {jobs:?}")
+            };
+            assert_eq!(job.activity.change.as_str(), name);
+            assert_eq!(job.occurred_at_ms, ev.timestamp_ms);
+            assert_eq!(job.origin.svix_id, Some(svix()));
+            assert_eq!(job.origin.client_ip, ev.attributes.client_ip, "{name}");
+            assert_eq!(job.origin.user_agent, ev.attributes.user_agent, "{name}");
         }
+    }
+
+    #[test]
+    fn events_we_do_not_handle_plan_nothing() {
+        assert!(plan(&svix(), &event("email.created")).is_empty());
     }
 }

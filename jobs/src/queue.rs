@@ -26,6 +26,7 @@ pub fn encode_planned(jobs: &[PlannedJob], request_id: Option<&str>) -> Result<R
             PlannedJob::SoftDelete(j) => rows.push(j, request_id, None),
             PlannedJob::SyncOrganization(j) => rows.push(j, request_id, None),
             PlannedJob::SyncMembership(j) => rows.push(j, request_id, None),
+            PlannedJob::RecordActivity(j) => rows.push(j, request_id, None),
         }?;
     }
     Ok(rows)

@@ -102,6 +102,23 @@ pub struct Me {
     pub memberships: Vec<Membership>,
 }
 
+/// `GET /v1/me/activity`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ActivityPage {
+    pub activity: Vec<Activity>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Activity {
+    pub kind: String,
+    pub session_id: String,
+    pub occurred_at: String,
+    #[serde(deserialize_with = "present")]
+    pub client_ip: Option<String>,
+    #[serde(deserialize_with = "present")]
+    pub user_agent: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Membership {
     pub organization: Organization,

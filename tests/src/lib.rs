@@ -186,6 +186,7 @@ pub async fn apply_directly(ctx: &JobContext, svix_id: &str, body: &[u8]) {
             PlannedJob::SoftDelete(j) => j.handle(ctx).await,
             PlannedJob::SyncOrganization(j) => j.handle(ctx).await,
             PlannedJob::SyncMembership(j) => j.handle(ctx).await,
+            PlannedJob::RecordActivity(j) => j.handle(ctx).await,
         };
         r.unwrap();
     }

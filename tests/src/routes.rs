@@ -116,6 +116,12 @@ impl TestApp {
         self.send(Method::GET, "/v1/me", auth).await
     }
 
+    /// `GET /v1/me/activity?{query}` (`query` may be empty).
+    pub async fn me_activity<'a>(&self, auth: impl Into<Auth<'a>>, query: &str) -> Response {
+        self.send(Method::GET, &with_query("/v1/me/activity", query), auth)
+            .await
+    }
+
     /// `GET /admin/api/events?{query}` (`query` may be empty).
     pub async fn admin_events<'a>(&self, auth: impl Into<Auth<'a>>, query: &str) -> Response {
         self.send(Method::GET, &with_query("/admin/api/events", query), auth)

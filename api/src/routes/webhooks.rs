@@ -117,6 +117,9 @@ const KNOWN_TYPES: &[&str] = &[
     "organizationMembership.updated",
     "organizationMembership.deleted",
     "session.created",
+    "session.ended",
+    "session.removed",
+    "session.revoked",
     "email.created",
 ];
 

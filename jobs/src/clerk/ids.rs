@@ -110,6 +110,7 @@ macro_rules! prefixed_id {
 
 prefixed_id!(ClerkOrgId, "organization", "org_");
 prefixed_id!(ClerkMembershipId, "membership", "orgmem_");
+prefixed_id!(ClerkSessionId, "session", "sess_");
 
 /// A Svix message id (the `svix-id` header): the idempotency key of a delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

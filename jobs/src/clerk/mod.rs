@@ -7,7 +7,9 @@
 pub mod api;
 pub mod ids;
 
-use crate::clerk::ids::{ClerkMembershipId, ClerkOrgId, ClerkUserId, EmailAddress, IdError};
+use crate::clerk::ids::{
+    ClerkMembershipId, ClerkOrgId, ClerkSessionId, ClerkUserId, EmailAddress, IdError,
+};
 use crate::json_error::{self, JsonError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -74,7 +76,52 @@ pub enum EventKind {
     MembershipUpserted(MembershipSnapshot),
     /// Clerk sends the full membership object on delete.
     MembershipDeleted(MembershipSnapshot),
+    /// `session.created`, `.ended`, `.removed` or `.revoked`: the activity log's entries.
+    Session(SessionActivity),
     Unhandled,
+}
+
+/// What happened to a session, as the four `session.*` events we record say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionChange {
+    #[serde(rename = "session.created")]
+    Created,
+    #[serde(rename = "session.ended")]
+    Ended,
+    #[serde(rename = "session.removed")]
+    Removed,
+    #[serde(rename = "session.revoked")]
+    Revoked,
+}
+
+impl SessionChange {
+    /// Clerk's event type, which is also the `user_activity.kind` stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionChange::Created => "session.created",
+            SessionChange::Ended => "session.ended",
+            SessionChange::Removed => "session.removed",
+            SessionChange::Revoked => "session.revoked",
+        }
+    }
+
+    fn from_event_type(event_type: &str) -> Option<Self> {
+        Some(match event_type {
+            "session.created" => SessionChange::Created,
+            "session.ended" => SessionChange::Ended,
+            "session.removed" => SessionChange::Removed,
+            "session.revoked" => SessionChange::Revoked,
+            _ => return None,
+        })
+    }
+}
+
+/// One session event: whose session, which one, and what happened to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionActivity {
+    pub clerk_user_id: ClerkUserId,
+    pub session_id: ClerkSessionId,
+    pub change: SessionChange,
 }
 
 /// An organization as one Clerk snapshot describes it.
@@ -225,7 +272,17 @@ impl ClerkEvent {
                     EventKind::MembershipUpserted(snap)
                 }
             }
-            _ => EventKind::Unhandled,
+            other => match SessionChange::from_event_type(other) {
+                Some(change) => {
+                    let s: ClerkSession = json_error::from_value(env.data).map_err(data_err)?;
+                    EventKind::Session(SessionActivity {
+                        clerk_user_id: ClerkUserId::parse(&s.user_id).map_err(id_err)?,
+                        session_id: ClerkSessionId::parse(&s.id).map_err(id_err)?,
+                        change,
+                    })
+                }
+                None => EventKind::Unhandled,
+            },
         };
         Ok(Self {
             event_type: env.event_type,
@@ -242,6 +299,13 @@ impl ClerkEvent {
 #[derive(Deserialize)]
 struct DeletedObject {
     id: String,
+}
+
+/// Clerk's Session object, reduced to whose and which.
+#[derive(Deserialize)]
+struct ClerkSession {
+    id: String,
+    user_id: String,
 }
 
 /// Clerk's User object (Backend API and webhook `data`), reduced to what we store.
@@ -448,11 +512,48 @@ mod tests {
     }
 
     #[test]
-    fn other_types_are_unhandled_not_errors() {
-        for name in ["session.created", "email.created"] {
+    fn session_events_name_the_user_the_session_and_the_change() {
+        for (name, change) in [
+            ("session.created", SessionChange::Created),
+            ("session.ended", SessionChange::Ended),
+            ("session.removed", SessionChange::Removed),
+            ("session.revoked", SessionChange::Revoked),
+        ] {
             let ev = ClerkEvent::parse(&fixture(name)).unwrap();
-            assert!(matches!(ev.kind, EventKind::Unhandled), "{name}");
+            let EventKind::Session(s) = &ev.kind else {
+                panic!("{name}: {:?}", ev.kind)
+            };
+            assert_eq!(s.clerk_user_id.as_str(), "user_2abcFakeAlice0000000000001");
+            assert_eq!(s.session_id.as_str(), "sess_2abcFakeSession00000000001");
+            assert_eq!((s.change, s.change.as_str()), (change, name));
         }
+    }
+
+    #[test]
+    fn session_events_with_bad_ids_are_errors_naming_the_field() {
+        for (body, wanted) in [
+            (
+                r#"{"type":"session.ended","timestamp":1,"data":{"id":"sess_1"}}"#,
+                "user_id",
+            ),
+            (
+                r#"{"type":"session.ended","timestamp":1,"data":{"id":"sess_1","user_id":"org_1"}}"#,
+                "user_",
+            ),
+            (
+                r#"{"type":"session.revoked","timestamp":1,"data":{"id":"x","user_id":"user_1"}}"#,
+                "sess_",
+            ),
+        ] {
+            let err = ClerkEvent::parse(body.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(wanted), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn other_types_are_unhandled_not_errors() {
+        let ev = ClerkEvent::parse(&fixture("email.created")).unwrap();
+        assert!(matches!(ev.kind, EventKind::Unhandled));
         let ev = ClerkEvent::parse(br#"{"type":"brand.new","data":{},"timestamp":1}"#).unwrap();
         assert!(matches!(ev.kind, EventKind::Unhandled));
     }

@@ -4,6 +4,7 @@
 
 pub mod provision_user;
 pub mod reconcile;
+pub mod record_activity;
 pub mod retention;
 pub mod send_welcome_email;
 pub mod soft_delete;
@@ -23,6 +24,7 @@ pub fn registry() -> crate::queue::Registry {
         .register::<sync_membership::SyncMembership>()
         .register::<send_welcome_email::SendWelcomeEmail>()
         .register::<retention::Retention>()
-        .register::<reconcile::Reconcile>();
+        .register::<reconcile::Reconcile>()
+        .register::<record_activity::RecordActivity>();
     r
 }

@@ -1,5 +1,5 @@
 //! Retention: deletes what nobody needs any more — finished jobs, processed and ignored
-//! webhook events past their age, and rows of workers long dead with no job pointing at them.
+//! webhook events past their age, activity-log entries past the same age, and rows of workers long dead with no job pointing at them.
 //! Failed, dead and rejected items are never deleted: an operator has not resolved them.
 //! The worker schedules it (every `RETENTION_INTERVAL_SECS`, one run per interval across all
 //! processes, through apalis' idempotency key).
@@ -8,7 +8,7 @@ use crate::audit::Origin;
 use crate::context::JobContext;
 use crate::error::JobError;
 use crate::queue::Job;
-use crate::store::{audit, webhook_events};
+use crate::store::{audit, user_activity, webhook_events};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgConnection;
@@ -17,7 +17,8 @@ use sqlx::PgConnection;
 pub struct Retention {
     /// Finished (`Done`) jobs older than this many seconds go.
     pub jobs_older_than_secs: i64,
-    /// `processed` and `ignored` webhook events older than this many seconds go.
+    /// `processed` and `ignored` webhook events older than this many seconds go, and so do
+    /// activity-log entries recorded that long ago.
     pub events_older_than_secs: i64,
     pub origin: Origin,
 }
@@ -27,6 +28,7 @@ pub struct Retention {
 pub struct Deleted {
     pub jobs: u64,
     pub events: u64,
+    pub activity: u64,
     pub workers: u64,
 }
 
@@ -59,6 +61,7 @@ impl Job for Retention {
         tracing::info!(
             jobs = d.jobs,
             events = d.events,
+            activity = d.activity,
             workers = d.workers,
             "retention done"
         );
@@ -71,6 +74,7 @@ impl Job for Retention {
 enum Finished {
     Jobs,
     Events,
+    Activity,
 }
 
 /// Finished jobs: the queue crate's statuses, so they are spelled once.
@@ -97,6 +101,7 @@ async fn delete_batch(
             .await?
             .rows_affected()),
         Finished::Events => webhook_events::delete_finished(conn, age, limit).await,
+        Finished::Activity => user_activity::delete_older(conn, age, limit).await,
     }
 }
 
@@ -117,6 +122,7 @@ async fn batched(ctx: &JobContext, what: Finished, age: i64) -> Result<u64, sqlx
 pub async fn run(ctx: &JobContext, r: &Retention) -> Result<Deleted, sqlx::Error> {
     let jobs = batched(ctx, Finished::Jobs, r.jobs_older_than_secs).await?;
     let events = batched(ctx, Finished::Events, r.events_older_than_secs).await?;
+    let activity = batched(ctx, Finished::Activity, r.events_older_than_secs).await?;
     // Workers silent for a day with no job locked by them (apalis.jobs.lock_by references them).
     let mut tx = ctx.begin().await?;
     let workers = crate::db::query(
@@ -130,6 +136,7 @@ pub async fn run(ctx: &JobContext, r: &Retention) -> Result<Deleted, sqlx::Error
     Ok(Deleted {
         jobs,
         events,
+        activity,
         workers,
     })
 }

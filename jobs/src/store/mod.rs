@@ -14,6 +14,7 @@ pub mod memberships;
 pub mod organizations;
 pub mod sent_emails;
 pub mod sync_jobs;
+pub mod user_activity;
 pub mod users;
 pub mod webhook_events;
 

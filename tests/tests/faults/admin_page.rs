@@ -25,7 +25,7 @@ async fn setup() -> (FakeClerk, TestApp, String) {
         assert_eq!(app.post_webhook(svix, &body).await.status(), 202);
     }
     assert_eq!(
-        app.post_webhook("msg_session", &fixture("session.created"))
+        app.post_webhook("msg_email", &fixture("email.created"))
             .await
             .status(),
         200
@@ -86,7 +86,7 @@ async fn an_operator_filters_replays_and_retries_in_the_browser() {
         })
         .await;
     assert_eq!(badge(&browser, "msg_alice").await, "processed");
-    assert_eq!(badge(&browser, "msg_session").await, "ignored");
+    assert_eq!(badge(&browser, "msg_email").await, "ignored");
     assert_eq!(badge(&browser, "msg_garbage").await, "rejected");
     let reason: String =
         sqlx::query_scalar("SELECT last_error FROM webhook_events WHERE svix_id = 'msg_garbage'")

@@ -176,13 +176,13 @@ async fn replay_enqueues_the_events_jobs_again() {
     assert_eq!(users(app.pool()).await.len(), 2, "idempotent: no duplicate");
     // Ignored types cause no jobs: nothing to replay.
     assert_eq!(
-        app.post_webhook("msg_sess", &fixture("session.created"))
+        app.post_webhook("msg_email", &fixture("email.created"))
             .await
             .status(),
         200
     );
     assert_eq!(
-        error_code(app.replay(ADMIN_TOKEN, "msg_sess").await).await,
+        error_code(app.replay(ADMIN_TOKEN, "msg_email").await).await,
         (400, "not_replayable".to_owned())
     );
 }

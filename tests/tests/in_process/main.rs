@@ -1,6 +1,7 @@
 //! The tests that run the api (and workers) inside the test process: one binary, so the
 //! harness and the api are compiled and linked once.
 
+mod activity;
 mod admin_api;
 mod clerk_api;
 mod connection_budget;

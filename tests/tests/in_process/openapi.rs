@@ -14,6 +14,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/sync"),
     ("get", "/v1/jobs/{id}"),
     ("get", "/v1/me"),
+    ("get", "/v1/me/activity"),
     ("get", "/admin/api/events"),
     ("get", "/admin/api/events/{svix_id}"),
     ("post", "/admin/api/events/{svix_id}/replay"),
@@ -204,6 +205,7 @@ async fn real_answers_are_documented_answers() {
         ("post", "/v1/sync", post("/v1/sync"), 503),
         ("get", "/v1/jobs/{id}", get("/v1/jobs/01J?wait_ms=x"), 400),
         ("get", "/v1/me", get("/v1/me"), 503),
+        ("get", "/v1/me/activity", get("/v1/me/activity"), 503),
         ("get", "/admin/api/events", get("/admin/api/events"), 401),
         (
             "get",

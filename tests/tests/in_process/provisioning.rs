@@ -100,7 +100,7 @@ async fn an_older_snapshot_after_a_newer_one_changes_nothing() {
     deliver(&app, &fixture("user.updated")).await;
     let before = user(app.pool(), ALICE).await.unwrap();
     deliver(&app, &fixture("user.created")).await;
-    // The session.created snapshot is older still and ignored by type.
+    // The session.created snapshot is older still: it records activity, never the user's row.
     deliver(&app, &fixture("session.created")).await;
     assert_eq!(user(app.pool(), ALICE).await.unwrap(), before);
     assert_eq!(audit_actions(app.pool(), ALICE).await, vec!["user.created"]);

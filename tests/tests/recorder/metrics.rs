@@ -58,7 +58,7 @@ async fn the_api_counts_webhooks_by_type_and_outcome_and_reports_queue_depth() {
     assert_eq!(app.post_webhook(&id, &body).await.status(), 202);
     assert_eq!(app.post_webhook(&id, &body).await.status(), 200);
     assert_eq!(
-        app.post_webhook(&new_svix_id(), &fixture("session.created"))
+        app.post_webhook(&new_svix_id(), &fixture("email.created"))
             .await
             .status(),
         200
@@ -77,7 +77,7 @@ async fn the_api_counts_webhooks_by_type_and_outcome_and_reports_queue_depth() {
     for (t, o) in [
         ("user.created", "accepted"),
         ("user.created", "duplicate"),
-        ("session.created", "ignored"),
+        ("email.created", "ignored"),
         ("unknown", "unauthorized"),
         ("unknown", "rejected"),
     ] {
