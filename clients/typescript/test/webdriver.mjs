@@ -67,8 +67,25 @@ export async function startBrowser() {
   });
   const base = `http://127.0.0.1:${port}`;
   let session;
+  // Interrupted (Ctrl-C, a runner's timeout): no after() hook runs, so end them here.
+  const onSignal = (sig) => {
+    driver.kill("SIGKILL");
+    for (const pid of pidsMentioning(profile)) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // gone meanwhile
+      }
+    }
+    rmSync(profile, { recursive: true, force: true });
+    process.exit(sig === "SIGINT" ? 130 : 143);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
 
   async function close() {
+    process.removeListener("SIGINT", onSignal);
+    process.removeListener("SIGTERM", onSignal);
     if (session) {
       await fetch(`${base}/session/${session}`, { method: "DELETE" }).catch(() => {});
     }
