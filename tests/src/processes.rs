@@ -6,13 +6,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The built binary `name` (target/<profile>/<name>), next to the test executable's folder.
+/// The built binary `name` (target/<profile>/<name>): beside the running executable when that
+/// is a binary itself (`authsync-test-stack`), else next to the test executable's folder
+/// (target/<profile>/deps).
 pub fn binary(name: &str) -> PathBuf {
     if let Ok(p) = std::env::var(format!("AUTHSYNC_{}_BIN", name.to_uppercase())) {
         return p.into();
     }
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let beside = exe.parent().expect("executable's folder");
+    let dir = match beside.file_name() {
+        Some(d) if d == "deps" => beside.parent().expect("target dir"),
+        _ => beside,
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),
