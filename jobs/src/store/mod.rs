@@ -12,8 +12,10 @@ pub mod audit;
 pub mod held_deletions;
 pub mod memberships;
 pub mod organizations;
+pub mod queue_jobs;
 pub mod sent_emails;
 pub mod sync_jobs;
+pub mod user_activity;
 pub mod users;
 pub mod webhook_events;
 

@@ -2,6 +2,7 @@
 //! harness and the api are compiled and linked once.
 
 mod admin_api;
+mod admin_views;
 mod clerk_api;
 mod connection_budget;
 mod cors;
