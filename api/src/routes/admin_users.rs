@@ -294,7 +294,7 @@ async fn user(state: &AppState, cid: &str) -> Result<UserResponse, ApiError> {
         (a.occurred_at, entry)
     }));
     // Newest first; the sort is stable, so equal times keep the sources' own order.
-    timeline.sort_by(|a, b| b.0.cmp(&a.0));
+    timeline.sort_by_key(|entry| std::cmp::Reverse(entry.0));
     timeline.truncate(TIMELINE_LIMIT);
     Ok(UserResponse::Ok(Json(UserDetail {
         user: user_summary(user),
