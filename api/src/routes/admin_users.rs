@@ -52,7 +52,8 @@ pub struct SearchResult {
     users: Vec<UserSummary>,
     /// The event with this svix id, and events about this user or organization, newest first.
     events: Vec<EventSummary>,
-    /// The job with this id, and the jobs of the delivery with this svix id.
+    /// The job with this id, the jobs of the delivery with this svix id, then the jobs of the
+    /// events found and the dashboard-fallback jobs of the user with this Clerk id.
     jobs: Vec<JobSummary>,
 }
 
@@ -154,7 +155,8 @@ impl UsersApi {
     /// Search
     ///
     /// By an address (or its start), a Clerk user or organization id, a svix id or a job id:
-    /// the matching users, events and jobs, at most 50 of each. A missing, empty or
+    /// the matching users, events and jobs (also those of the events found), at most 50 of
+    /// each. A missing, empty or
     /// multi-word `q` is 400 `invalid_query`.
     #[oai(path = "/admin/api/search", method = "get")]
     async fn search(
@@ -207,9 +209,23 @@ async fn search(state: &AppState, q: Option<&str>) -> Result<SearchResponse, Api
     let events = store::webhook_events::search(pool, q, SEARCH_LIMIT)
         .await
         .map_err(db)?;
-    let jobs = store::queue_jobs::search(pool, q, SEARCH_LIMIT)
+    let mut jobs = store::queue_jobs::search(pool, q, SEARCH_LIMIT)
         .await
         .map_err(db)?;
+    // And the jobs of the events found (a user's or an organization's), with the user's own
+    // dashboard-fallback jobs: the latest first, each once.
+    let svix_ids: Vec<String> = events.iter().map(|e| e.svix_id.clone()).collect();
+    let related = store::queue_jobs::of_events_or_user(pool, &svix_ids, Some(q), SEARCH_LIMIT)
+        .await
+        .map_err(db)?;
+    for job in related {
+        if jobs.len() as i64 >= SEARCH_LIMIT {
+            break;
+        }
+        if !jobs.iter().any(|j| j.id == job.id) {
+            jobs.push(job);
+        }
+    }
     Ok(SearchResponse::Ok(Json(SearchResult {
         q: q.to_owned(),
         users: users.into_iter().map(user_summary).collect(),

@@ -55,10 +55,15 @@ async fn search_finds_users_events_and_jobs_by_whatever_the_operator_has() {
     let found = search(&app, "ALICE@").await;
     assert_eq!(found.clerk_user_ids(), ["user_alice"]);
     assert_eq!(found.q, "ALICE@");
-    // A Clerk user id: the user and the events about them, newest first.
+    // A Clerk user id: the user, the events about them (newest first) and their jobs.
     let found = search(&app, "user_alice").await;
     assert_eq!(found.clerk_user_ids(), ["user_alice"]);
     assert_eq!(found.svix_ids(), ["msg_member", "msg_alice"]);
+    assert!(found.job_ids().contains(&alice_job.as_str()), "{found:?}");
+    assert!(found
+        .jobs
+        .iter()
+        .all(|j| { matches!(j.svix_id.as_deref(), Some("msg_member" | "msg_alice")) }));
     // An organization id: its members and its events.
     let found = search(&app, ORG_ID).await;
     assert_eq!(found.clerk_user_ids(), ["user_alice"]);
@@ -71,7 +76,7 @@ async fn search_finds_users_events_and_jobs_by_whatever_the_operator_has() {
         .jobs
         .iter()
         .all(|j| j.svix_id.as_deref() == Some("msg_alice")));
-    // A job id, with spaces around it as pasted.
+    // A job id, with spaces around it as pasted: that job alone.
     let found = search(&app, &format!("  {alice_job} ")).await;
     assert_eq!(found.job_ids(), [alice_job.as_str()]);
     assert!(found.users.is_empty() && found.events.is_empty());
