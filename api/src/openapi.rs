@@ -5,8 +5,9 @@
 
 use crate::error::{ApiError, Code};
 use crate::routes::{
-    admin::AdminApi, admin_reconcile::ReconcileApi, health::HealthApi, me::MeApi,
-    metrics::MetricsApi, setup::PagesApi, sync::SyncApi, webhooks::WebhooksApi,
+    admin::AdminApi, admin_reconcile::ReconcileApi, admin_stats::StatsApi, admin_users::UsersApi,
+    health::HealthApi, me::MeApi, metrics::MetricsApi, setup::PagesApi, sync::SyncApi,
+    webhooks::WebhooksApi,
 };
 use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse};
 use poem_openapi::error::ParseParamError;
@@ -34,6 +35,8 @@ pub type Api = (
     SyncApi,
     MeApi,
     AdminApi,
+    UsersApi,
+    StatsApi,
     ReconcileApi,
     HealthApi,
     MetricsApi,

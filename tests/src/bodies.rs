@@ -172,6 +172,8 @@ pub struct EventDetail {
     #[serde(deserialize_with = "present")]
     pub last_error: Option<String>,
     pub payload: Value,
+    /// The jobs it caused, the latest first.
+    pub jobs: Vec<JobSummary>,
 }
 
 /// `POST /admin/api/events/{svix_id}/replay`.
@@ -197,6 +199,9 @@ pub struct JobSummary {
     pub max_attempts: i64,
     #[serde(deserialize_with = "present")]
     pub last_error: Option<String>,
+    pub run_at: String,
+    #[serde(deserialize_with = "present")]
+    pub done_at: Option<String>,
     #[serde(deserialize_with = "present")]
     pub svix_id: Option<String>,
 }
@@ -211,6 +216,8 @@ pub struct ReconcileStarted {
 /// `GET /admin/api/reconcile`: the recent runs, newest first, and the one queued or running.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ReconcileReport {
+    /// False without `CLERK_SECRET_KEY`.
+    pub configured: bool,
     pub runs: Vec<ReconcileRun>,
     #[serde(deserialize_with = "present")]
     pub current: Option<ReconcileCurrent>,
@@ -247,4 +254,141 @@ pub struct Confirmed {
     pub job_id: String,
     pub confirmed: i64,
     pub job_ids: Vec<String>,
+}
+
+/// A `users` row as operators see it (`/admin/api/search`, `/admin/api/users/{id}`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct OperatorUser {
+    pub id: String,
+    #[serde(deserialize_with = "present")]
+    pub clerk_user_id: Option<String>,
+    #[serde(deserialize_with = "present")]
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub role: String,
+    pub created_at: String,
+    #[serde(deserialize_with = "present")]
+    pub deleted_at: Option<String>,
+}
+
+/// `GET /admin/api/search?q=`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SearchResult {
+    pub q: String,
+    pub users: Vec<OperatorUser>,
+    pub events: Vec<EventSummary>,
+    pub jobs: Vec<JobSummary>,
+}
+
+impl SearchResult {
+    pub fn clerk_user_ids(&self) -> Vec<&str> {
+        self.users
+            .iter()
+            .filter_map(|u| u.clerk_user_id.as_deref())
+            .collect()
+    }
+
+    pub fn svix_ids(&self) -> Vec<&str> {
+        self.events.iter().map(|e| e.svix_id.as_str()).collect()
+    }
+
+    pub fn job_ids(&self) -> Vec<&str> {
+        self.jobs.iter().map(|j| j.job_id.as_str()).collect()
+    }
+}
+
+/// `GET /admin/api/users/{clerk_user_id}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserDetail {
+    pub user: OperatorUser,
+    pub memberships: Vec<OperatorMembership>,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OperatorMembership {
+    pub clerk_membership_id: String,
+    pub clerk_org_id: String,
+    #[serde(deserialize_with = "present")]
+    pub name: Option<String>,
+    pub role: String,
+    pub since: String,
+}
+
+/// One entry of a user's timeline, by its `kind`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum TimelineEntry {
+    Event {
+        at: String,
+        svix_id: String,
+        event_type: String,
+        status: String,
+        attempts: i64,
+        #[serde(deserialize_with = "present")]
+        last_error: Option<String>,
+    },
+    Job {
+        at: String,
+        job: JobSummary,
+    },
+    Audit {
+        at: String,
+        actor: String,
+        action: String,
+        details: Value,
+    },
+    Activity {
+        at: String,
+        activity: String,
+        session_id: String,
+        #[serde(deserialize_with = "present")]
+        client_ip: Option<String>,
+        #[serde(deserialize_with = "present")]
+        user_agent: Option<String>,
+        svix_id: String,
+    },
+}
+
+impl TimelineEntry {
+    pub fn at(&self) -> &str {
+        match self {
+            TimelineEntry::Event { at, .. }
+            | TimelineEntry::Job { at, .. }
+            | TimelineEntry::Audit { at, .. }
+            | TimelineEntry::Activity { at, .. } => at,
+        }
+    }
+
+    /// `event user.created`, `job authsync.provision_user`, `audit user.created`,
+    /// `activity session.created`: what a test compares.
+    pub fn label(&self) -> String {
+        match self {
+            TimelineEntry::Event { event_type, .. } => format!("event {event_type}"),
+            TimelineEntry::Job { job, .. } => format!("job {}", job.queue),
+            TimelineEntry::Audit { action, .. } => format!("audit {action}"),
+            TimelineEntry::Activity { activity, .. } => format!("activity {activity}"),
+        }
+    }
+}
+
+/// `GET /admin/api/stats?window=`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Stats {
+    pub window: String,
+    pub bucket_seconds: i64,
+    pub buckets: Vec<StatsBucket>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StatsBucket {
+    pub at: String,
+    pub received: i64,
+    pub processed: i64,
+    pub failed: i64,
+    pub retried: i64,
+    #[serde(deserialize_with = "present")]
+    pub p50_ms: Option<f64>,
+    #[serde(deserialize_with = "present")]
+    pub p95_ms: Option<f64>,
 }

@@ -222,6 +222,18 @@ impl Browser {
         v.as_array().map_or(0, Vec::len)
     }
 
+    /// Runs `js` in the page as a function body and returns what it `return`s (JSON): for
+    /// what the page shows but WebDriver cannot read directly (an SVG's attributes, a
+    /// computed style).
+    pub async fn script(&self, js: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": js, "args": []})),
+        )
+        .await
+    }
+
     /// Saves a PNG screenshot (for looking at the page while developing).
     pub async fn screenshot(&self, path: &str) {
         use base64::Engine;

@@ -156,6 +156,31 @@ impl TestApp {
             .await
     }
 
+    /// `GET /admin/api/search?q=…` (`q` is sent encoded; `None` sends no `q`).
+    pub async fn admin_search<'a>(&self, auth: impl Into<Auth<'a>>, q: Option<&str>) -> Response {
+        let mut req = self.request(Method::GET, "/admin/api/search", auth);
+        if let Some(q) = q {
+            req = req.query(&[("q", q)]);
+        }
+        req.send().await.expect("api reachable")
+    }
+
+    /// `GET /admin/api/users/{clerk_user_id}`.
+    pub async fn admin_user<'a>(&self, auth: impl Into<Auth<'a>>, clerk_user_id: &str) -> Response {
+        self.send(
+            Method::GET,
+            &format!("/admin/api/users/{clerk_user_id}"),
+            auth,
+        )
+        .await
+    }
+
+    /// `GET /admin/api/stats?{query}` (`query` may be empty).
+    pub async fn admin_stats<'a>(&self, auth: impl Into<Auth<'a>>, query: &str) -> Response {
+        self.send(Method::GET, &with_query("/admin/api/stats", query), auth)
+            .await
+    }
+
     /// `GET /admin/api/queues`.
     pub async fn admin_queues<'a>(&self, auth: impl Into<Auth<'a>>) -> Response {
         self.send(Method::GET, "/admin/api/queues", auth).await

@@ -1,8 +1,10 @@
 //! The operator API under `/admin/api`: the event log (filtered, sorted, cursor-paginated;
-//! one-time codes redacted), replaying an event, failed/dead/retrying jobs, retrying one.
-//! Auth is the [`Operator`] extractor (`crate::auth`). Reconcile's routes are in
-//! `admin_reconcile`, the payload redaction in `redact`. (Over 400 lines: the event log's
-//! filtered, cursor-paged query, the two operator actions and the bodies of all five routes.)
+//! one-time codes redacted), one event with the jobs it caused, replaying an event,
+//! retrying/failed jobs, retrying one, queue depths. Auth is the [`Operator`] extractor
+//! (`crate::auth`). Search and a user's timeline are in `admin_users`, trends in
+//! `admin_stats`, Reconcile's routes in `admin_reconcile`, the payload redaction in `redact`.
+//! (Over 400 lines: the event log's filtered, cursor-paged query, the two operator actions and
+//! the bodies of all five routes.)
 
 use super::{rfc3339, State};
 use crate::auth::Operator;
@@ -16,19 +18,6 @@ use poem_openapi::payload::Json;
 use poem_openapi::{param, ApiResponse, Object, OpenApi};
 use serde_json::{json, Value};
 use std::sync::LazyLock;
-
-type Time = chrono::DateTime<chrono::Utc>;
-/// id, queue, status, attempts, max_attempts, last error, run_at, svix_id
-type JobRow = (
-    String,
-    String,
-    String,
-    i32,
-    i32,
-    Option<String>,
-    Time,
-    Option<String>,
-);
 
 #[derive(Object)]
 pub struct EventSummary {
@@ -67,6 +56,9 @@ pub struct EventDetail {
     last_error: Option<String>,
     /// The event as Clerk sent it; one-time codes in `email.created`/`sms.created` redacted.
     payload: Value,
+    /// The jobs it caused (replays and follow-ups such as the welcome email included), the
+    /// latest first; at most 50.
+    jobs: Vec<JobSummary>,
 }
 
 #[derive(ApiResponse)]
@@ -98,7 +90,11 @@ pub struct JobSummary {
     attempts: i32,
     max_attempts: i32,
     last_error: Option<String>,
+    /// When it runs (next), or ran last.
     run_at: String,
+    /// When its last run ended; null before its first.
+    done_at: Option<String>,
+    /// The webhook delivery that caused it.
     svix_id: Option<String>,
 }
 
@@ -191,7 +187,7 @@ impl AdminApi {
         list_events(&state, q).await
     }
 
-    /// One event, with its payload
+    /// One event, with its payload and its jobs
     #[oai(path = "/admin/api/events/:svix_id", method = "get")]
     async fn event_detail(
         &self,
@@ -216,12 +212,15 @@ impl AdminApi {
     }
 
     /// Jobs that need attention
+    ///
+    /// The 200 latest finished first; a `state` other than these is 400 `invalid_query`.
     #[oai(path = "/admin/api/jobs", method = "get")]
     async fn list_jobs(
         &self,
         _operator: Operator,
         state: Data<&AppState>,
-        /// `problems` (default: dead and retrying), `dead` or `retrying`.
+        /// `problems` (default: retrying and failed), `retrying` (failed, attempts left) or
+        /// `failed` (failed for good or killed: only a retry runs it again; `dead` is the same).
         #[oai(name = "state")]
         state_filter: param::Query<Option<String>>,
         /// Only this queue, e.g. `authsync.provision_user`.
@@ -362,18 +361,7 @@ async fn list_events(state: &AppState, q: EventQuery) -> Result<EventPageRespons
             })
         })
         .flatten();
-    let events = rows
-        .into_iter()
-        .map(|r| EventSummary {
-            received_at: rfc3339(&r.received_at),
-            processed_at: r.processed_at.as_ref().map(rfc3339),
-            svix_id: r.svix_id,
-            event_type: r.event_type,
-            status: r.status,
-            attempts: r.attempts,
-            last_error: r.last_error,
-        })
-        .collect();
+    let events = rows.into_iter().map(event_summary).collect();
     Ok(EventPageResponse::Ok(Json(EventPage {
         events,
         next_cursor: next,
@@ -387,6 +375,9 @@ async fn event_detail(state: &AppState, id: &str) -> Result<EventDetailResponse,
         .await
         .map_err(db)?
         .ok_or(ApiError::NotFound("no such event"))?;
+    let jobs = jobs::store::queue_jobs::of_events_or_user(&state.pool, &[id.to_owned()], None, 50)
+        .await
+        .map_err(db)?;
     Ok(EventDetailResponse::Ok(Json(EventDetail {
         svix_id: id.to_owned(),
         event_type: e.event_type,
@@ -396,6 +387,7 @@ async fn event_detail(state: &AppState, id: &str) -> Result<EventDetailResponse,
         pending_jobs: e.pending_jobs,
         last_error: e.last_error,
         payload: redact(e.payload),
+        jobs: jobs.into_iter().map(job_summary).collect(),
     })))
 }
 
@@ -447,49 +439,62 @@ async fn replay_event(
     })))
 }
 
+/// The values of `GET /admin/api/jobs?state=`, as the queue crate's predicates.
+pub(crate) const JOB_STATES: &[(&str, Predicate)] = &[
+    ("problems", Predicate::Failing),
+    ("retrying", Predicate::Retrying),
+    ("failed", Predicate::Dead),
+    ("dead", Predicate::Dead),
+];
+
 async fn list_jobs(
     state: &AppState,
     job_state: Option<&str>,
     queue: Option<&str>,
 ) -> Result<JobListResponse, ApiError> {
-    let filter = match job_state.unwrap_or("problems") {
-        "problems" => Predicate::Failing,
-        "dead" => Predicate::Dead,
-        "retrying" => Predicate::Retrying,
-        other => {
-            return Err(ApiError::BadRequest(
-                Code::InvalidQuery,
-                format!("state `{other}` is not one of problems, dead, retrying"),
-            ))
-        }
+    let wanted = job_state.unwrap_or("problems");
+    let Some(&(_, which)) = JOB_STATES.iter().find(|(name, _)| *name == wanted) else {
+        let names: Vec<&str> = JOB_STATES.iter().map(|(n, _)| *n).collect();
+        return Err(ApiError::BadRequest(
+            Code::InvalidQuery,
+            format!("state `{wanted}` is not one of {}", names.join(", ")),
+        ));
     };
-    let sql = format!(
-        "SELECT id, job_type, status, attempts, max_attempts, last_result ->> 'Err', run_at, metadata -> 'svix_id' FROM apalis.jobs \
-         WHERE {filter} AND ($1::text IS NULL OR job_type = $1) ORDER BY done_at DESC NULLS LAST LIMIT 200"
-    );
-    let rows: Vec<JobRow> = jobs::db::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(queue)
-        .fetch_all(jobs::db::on(&state.pool))
+    let rows = jobs::store::queue_jobs::by_state(&state.pool, which, queue, 200)
         .await
         .map_err(db)?;
-    let jobs = rows
-        .into_iter()
-        .map(|(id, queue, status, attempts, max, err, run_at, svix)| {
-            let st = jobs::queue::status::state(&status, attempts, max);
-            JobSummary {
-                job_id: id,
-                queue,
-                state: st.into(),
-                dead: matches!(st, jobs::queue::status::JobState::Failed),
-                attempts,
-                max_attempts: max,
-                last_error: err,
-                run_at: rfc3339(&run_at),
-                svix_id: svix,
-            }
-        })
-        .collect();
+    let jobs = rows.into_iter().map(job_summary).collect();
     Ok(JobListResponse::Ok(Json(JobList { jobs })))
+}
+
+/// A job row as the operator routes show it.
+pub(crate) fn job_summary(r: jobs::store::queue_jobs::JobRow) -> JobSummary {
+    let st = jobs::queue::status::state(&r.status, r.attempts, r.max_attempts);
+    JobSummary {
+        job_id: r.id,
+        queue: r.queue,
+        state: st.into(),
+        dead: matches!(st, jobs::queue::status::JobState::Failed),
+        attempts: r.attempts,
+        max_attempts: r.max_attempts,
+        last_error: r.last_error,
+        run_at: rfc3339(&r.run_at),
+        done_at: r.done_at.as_ref().map(rfc3339),
+        svix_id: r.svix_id,
+    }
+}
+
+/// An event row as the operator routes show it.
+pub(crate) fn event_summary(r: jobs::store::webhook_events::EventSummary) -> EventSummary {
+    EventSummary {
+        received_at: rfc3339(&r.received_at),
+        processed_at: r.processed_at.as_ref().map(rfc3339),
+        svix_id: r.svix_id,
+        event_type: r.event_type,
+        status: r.status,
+        attempts: r.attempts,
+        last_error: r.last_error,
+    }
 }
 
 /// Gives a dead (failed for good or killed) job a fresh set of attempts, now.

@@ -63,6 +63,9 @@ pub struct ReconcileCurrent {
 
 #[derive(Object)]
 pub struct ReconcileReport {
+    /// Whether runs can be asked for: false without `CLERK_SECRET_KEY` (then
+    /// `POST /admin/api/reconcile` is 503 `not_configured`).
+    configured: bool,
     /// The last 20 runs, newest first.
     runs: Vec<ReconcileRun>,
     current: Option<ReconcileCurrent>,
@@ -255,7 +258,11 @@ async fn reconcile_runs(state: &AppState) -> Result<ReportResponse, ApiError> {
             max_attempts,
         },
     );
-    Ok(ReportResponse::Ok(Json(ReconcileReport { runs, current })))
+    Ok(ReportResponse::Ok(Json(ReconcileReport {
+        configured: state.clerk_api_enabled,
+        runs,
+        current,
+    })))
 }
 
 /// Applies the deletions a run held back: marks them confirmed and enqueues their SoftDelete

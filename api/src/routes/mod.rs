@@ -4,6 +4,8 @@
 
 pub mod admin;
 pub mod admin_reconcile;
+pub mod admin_stats;
+pub mod admin_users;
 pub mod csrf;
 pub mod health;
 pub mod me;

@@ -80,3 +80,29 @@ pub async fn reconcile_runs(pool: &PgPool) -> Result<Vec<ReconcileRun>, sqlx::Er
     .fetch_all(db::on(pool))
     .await
 }
+
+/// An audit entry as an operator's user timeline shows it.
+#[derive(Debug, Clone, FromRow)]
+pub struct Entry {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub actor: String,
+    pub action: String,
+    pub details: Value,
+}
+
+/// The entries about `subject` (a Clerk id), newest first.
+pub async fn of_subject(
+    pool: &PgPool,
+    subject: &str,
+    limit: i64,
+) -> Result<Vec<Entry>, sqlx::Error> {
+    sqlx::query_as!(
+        Entry,
+        "SELECT at, actor, action, details FROM audit_log WHERE subject = $1 \
+         ORDER BY at DESC, id DESC LIMIT $2",
+        subject,
+        limit,
+    )
+    .fetch_all(db::on(pool))
+    .await
+}

@@ -152,3 +152,28 @@ pub async fn visible(conn: &mut PgConnection) -> Result<Vec<OwnMembership>, sqlx
     .fetch_all(db::tx(conn))
     .await
 }
+
+/// A live membership of a user, with its organization, as operators see it.
+#[derive(Debug, Clone, FromRow)]
+pub struct MemberOf {
+    pub clerk_membership_id: String,
+    pub clerk_org_id: String,
+    pub role: String,
+    pub name: Option<String>,
+    pub slug: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The live memberships of Clerk user `cid`, oldest first (at most 200).
+pub async fn of_user(pool: &sqlx::PgPool, cid: &str) -> Result<Vec<MemberOf>, sqlx::Error> {
+    sqlx::query_as!(
+        MemberOf,
+        r#"SELECT m.clerk_membership_id, m.clerk_org_id, m.role, o.name AS "name?", o.slug AS "slug?",
+                  m.created_at
+           FROM memberships m LEFT JOIN organizations o ON o.clerk_org_id = m.clerk_org_id
+           WHERE m.clerk_user_id = $1 AND m.deleted_at IS NULL ORDER BY m.created_at LIMIT 200"#,
+        cid,
+    )
+    .fetch_all(db::on(pool))
+    .await
+}

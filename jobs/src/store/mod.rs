@@ -12,6 +12,7 @@ pub mod audit;
 pub mod held_deletions;
 pub mod memberships;
 pub mod organizations;
+pub mod queue_jobs;
 pub mod sent_emails;
 pub mod sync_jobs;
 pub mod user_activity;

@@ -2,7 +2,7 @@
 //! row (`svix_id` is unique), so a redelivered or replayed event changes nothing.
 
 use crate::db;
-use sqlx::{FromRow, PgConnection};
+use sqlx::{FromRow, PgConnection, PgPool};
 
 type Time = chrono::DateTime<chrono::Utc>;
 
@@ -15,6 +15,8 @@ pub struct Activity {
     pub occurred_at: Time,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The delivery it came from.
+    pub svix_id: String,
 }
 
 /// An entry to record.
@@ -55,7 +57,7 @@ pub async fn record(conn: &mut PgConnection, a: NewActivity<'_>) -> Result<bool,
 pub async fn visible(conn: &mut PgConnection, limit: i64) -> Result<Vec<Activity>, sqlx::Error> {
     sqlx::query_as!(
         Activity,
-        "SELECT kind, session_id, occurred_at, client_ip, user_agent FROM user_activity \
+        "SELECT kind, session_id, occurred_at, client_ip, user_agent, svix_id FROM user_activity \
          ORDER BY occurred_at DESC, id DESC LIMIT $1",
         limit,
     )
@@ -63,20 +65,16 @@ pub async fn visible(conn: &mut PgConnection, limit: i64) -> Result<Vec<Activity
     .await
 }
 
-/// The newest `limit` entries of one user, for operators (the service's own role).
-pub async fn of_user(
-    conn: &mut PgConnection,
-    clerk_user_id: &str,
-    limit: i64,
-) -> Result<Vec<Activity>, sqlx::Error> {
+/// The newest `limit` entries of Clerk user `cid`, for operators (the service's own role).
+pub async fn of_user(pool: &PgPool, cid: &str, limit: i64) -> Result<Vec<Activity>, sqlx::Error> {
     sqlx::query_as!(
         Activity,
-        "SELECT kind, session_id, occurred_at, client_ip, user_agent FROM user_activity \
+        "SELECT kind, session_id, occurred_at, client_ip, user_agent, svix_id FROM user_activity \
          WHERE clerk_user_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2",
-        clerk_user_id,
+        cid,
         limit,
     )
-    .fetch_all(db::tx(conn))
+    .fetch_all(db::on(pool))
     .await
 }
 

@@ -296,3 +296,63 @@ pub async fn visible(conn: &mut PgConnection) -> Result<Option<UserView>, sqlx::
     .fetch_optional(db::tx(conn))
     .await
 }
+
+/// A user as operators see it: any row, deleted ones and tombstones too.
+#[derive(Debug, Clone, FromRow)]
+pub struct OperatorView {
+    pub id: Uuid,
+    pub clerk_user_id: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub username: Option<String>,
+    pub role: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub deleted_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The row of Clerk user `cid`, deleted or not.
+pub async fn for_operator(pool: &PgPool, cid: &str) -> Result<Option<OperatorView>, sqlx::Error> {
+    sqlx::query_as!(
+        OperatorView,
+        "SELECT id, clerk_user_id, email, email_verified, first_name, last_name, username, role, \
+         created_at, updated_at, deleted_at FROM users WHERE clerk_user_id = $1",
+        cid,
+    )
+    .fetch_optional(db::on(pool))
+    .await
+}
+
+/// Users whose Clerk id is `q`, who are live members of organization `q`, or whose address
+/// starts with `email_prefix` (lower-case), live ones first, then by address. Each condition
+/// is an index scan: the prefix as a range on `users_email_prefix_idx` (`text_pattern_ops`
+/// compares bytes; U+10FFFF sorts after any character), which a LIKE with a parameter would
+/// not use once the plan is generic.
+pub async fn search(
+    pool: &PgPool,
+    q: &str,
+    email_prefix: &str,
+    limit: i64,
+) -> Result<Vec<OperatorView>, sqlx::Error> {
+    sqlx::query_as!(
+        OperatorView,
+        r#"SELECT id, clerk_user_id, email, email_verified, first_name, last_name, username, role,
+                  created_at, updated_at, deleted_at FROM users
+           WHERE id IN (
+             SELECT id FROM users WHERE clerk_user_id = $1
+             UNION
+             SELECT id FROM users WHERE email ~>=~ $2 AND email ~<~ ($2 || chr(1114111))
+                                    AND starts_with(email, $2)
+             UNION
+             SELECT u.id FROM memberships m JOIN users u ON u.clerk_user_id = m.clerk_user_id
+             WHERE m.clerk_org_id = $1 AND m.deleted_at IS NULL)
+           ORDER BY deleted_at IS NOT NULL, email, clerk_user_id LIMIT $3"#,
+        q,
+        email_prefix,
+        limit,
+    )
+    .fetch_all(db::on(pool))
+    .await
+}

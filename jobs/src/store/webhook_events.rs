@@ -2,6 +2,10 @@
 //! operator routes, and kept up to date as their jobs finish by the queue runtime's completion
 //! hook ([`WebhookEventProgress`]), whose CTEs run in the same statement that writes the jobs'
 //! results (see `authsync_queue::CompletionHook` for what `done` holds).
+//!
+//! The operator's reads (search, a user's events, stats per time bucket) go through
+//! `webhook_event_subject(payload)`, the migration's indexed function naming the Clerk id an
+//! event is about.
 
 use crate::db;
 use crate::queue;
@@ -241,4 +245,87 @@ pub async fn reopen_failed(conn: &mut PgConnection, svix_id: &str) -> Result<(),
     .execute(db::tx(conn))
     .await?;
     Ok(())
+}
+
+/// Events whose svix id is `q`, or about the Clerk user or organization `q` (the migration's
+/// `webhook_event_subject`, indexed), newest first.
+pub async fn search(pool: &PgPool, q: &str, limit: i64) -> Result<Vec<EventSummary>, sqlx::Error> {
+    sqlx::query_as!(
+        EventSummary,
+        "SELECT svix_id, event_type, status, received_at, attempts, last_error, processed_at \
+         FROM webhook_events WHERE svix_id = $1 OR webhook_event_subject(payload) = $1 \
+         ORDER BY received_at DESC, svix_id DESC LIMIT $2",
+        q,
+        limit,
+    )
+    .fetch_all(db::on(pool))
+    .await
+}
+
+/// The events about Clerk user (or organization) `subject`, newest first.
+pub async fn of_subject(
+    pool: &PgPool,
+    subject: &str,
+    limit: i64,
+) -> Result<Vec<EventSummary>, sqlx::Error> {
+    sqlx::query_as!(
+        EventSummary,
+        "SELECT svix_id, event_type, status, received_at, attempts, last_error, processed_at \
+         FROM webhook_events WHERE webhook_event_subject(payload) = $1 \
+         ORDER BY received_at DESC, svix_id DESC LIMIT $2",
+        subject,
+        limit,
+    )
+    .fetch_all(db::on(pool))
+    .await
+}
+
+/// The events received in one bucket of [`stats`].
+#[derive(Debug, Clone, FromRow)]
+pub struct Bucket {
+    /// The bucket's start.
+    pub at: Time,
+    pub received: i64,
+    /// Of those, processed by now.
+    pub processed: i64,
+    /// Of those, `failed` or `rejected`.
+    pub failed: i64,
+    /// Received to processed, in milliseconds, over the bucket's processed events.
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+}
+
+/// `buckets` consecutive buckets of `step_secs` seconds, the last one holding now, of the
+/// events received in each (buckets align to multiples of the step since 2000-01-01 UTC).
+pub async fn stats(
+    pool: &PgPool,
+    step_secs: i32,
+    buckets: i32,
+) -> Result<Vec<Bucket>, sqlx::Error> {
+    sqlx::query_as!(
+        Bucket,
+        r#"WITH step AS (SELECT make_interval(secs => $1::int) AS step),
+           buckets AS (
+             SELECT generate_series(date_bin(step, now(), timestamptz '2000-01-01') - step * ($2::int - 1),
+                                    date_bin(step, now(), timestamptz '2000-01-01'), step) AS at
+             FROM step),
+           per AS (
+             SELECT date_bin(step, received_at, timestamptz '2000-01-01') AS at, count(*) AS received,
+                    count(*) FILTER (WHERE status = 'processed') AS processed,
+                    count(*) FILTER (WHERE status IN ('failed', 'rejected')) AS failed,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at)::float8 * 1000)
+                      FILTER (WHERE status = 'processed') AS p50,
+                    percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at)::float8 * 1000)
+                      FILTER (WHERE status = 'processed') AS p95
+             FROM webhook_events, step
+             WHERE received_at >= (SELECT min(at) FROM buckets)
+             GROUP BY 1)
+           SELECT b.at AS "at!", COALESCE(p.received, 0) AS "received!", COALESCE(p.processed, 0) AS "processed!",
+                  COALESCE(p.failed, 0) AS "failed!", p.p50 AS "p50_ms?", p.p95 AS "p95_ms?"
+           FROM buckets AS b LEFT JOIN per AS p USING (at) ORDER BY b.at"#,
+        step_secs,
+        buckets,
+    )
+    .fetch_all(db::on(pool))
+    .await
 }

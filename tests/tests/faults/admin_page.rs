@@ -162,7 +162,7 @@ async fn an_operator_filters_replays_and_retries_in_the_browser() {
     );
 
     // The dead job, retried once Clerk knows the user.
-    let row = format!("#dead-jobs tr[data-job-id=\"{dead_job}\"]");
+    let row = format!("#jobs-table tr[data-job-id=\"{dead_job}\"]");
     assert!(browser
         .text(&format!("{row} td.error-text"))
         .await

@@ -3,6 +3,7 @@
 
 mod admin_page;
 mod concurrency;
+mod console_page;
 mod convergence;
 mod cors_page;
 mod crash;

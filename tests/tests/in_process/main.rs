@@ -3,6 +3,7 @@
 
 mod activity;
 mod admin_api;
+mod admin_views;
 mod clerk_api;
 mod connection_budget;
 mod cors;

@@ -1,5 +1,7 @@
 //! `/openapi.json` covers every route, is the committed `openapi.json`, the statuses and
 //! bodies the real handlers answer are the ones it documents, and the docs UI is served.
+//! (Over 400 lines: a small schema checker, unions included, and one real request per
+//! documented answer of every route.)
 //!
 //! After a change to a route, regenerate the committed spec with
 //! `UPDATE_OPENAPI=1 cargo test -p tests --test openapi` and commit `openapi.json`.
@@ -21,6 +23,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/admin/api/jobs"),
     ("post", "/admin/api/jobs/{id}/retry"),
     ("get", "/admin/api/queues"),
+    ("get", "/admin/api/search"),
+    ("get", "/admin/api/users/{clerk_user_id}"),
+    ("get", "/admin/api/stats"),
     ("get", "/admin/api/reconcile"),
     ("post", "/admin/api/reconcile"),
     ("post", "/admin/api/reconcile/{job_id}/confirm"),
@@ -79,15 +84,45 @@ async fn the_served_spec_is_the_committed_openapi_json() {
 /// present and not null, every property the body has documented, and each of the right JSON
 /// type, recursively. `at` names the place for the message.
 fn check_schema(spec: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+    check(spec, schema, value, at, true)
+}
+
+/// `closed`: a property the schema does not document is an error. The parts of an `allOf`
+/// (a union variant: its discriminator beside the variant's object) are each open, and the
+/// whole is closed over the properties of all of them.
+fn check(
+    spec: &Value,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+    closed: bool,
+) -> Result<(), String> {
     if let Some(r) = schema["$ref"].as_str() {
         let name = r.trim_start_matches("#/components/schemas/");
-        return check_schema(spec, &spec["components"]["schemas"][name], value, at);
+        return check(
+            spec,
+            &spec["components"]["schemas"][name],
+            value,
+            at,
+            closed,
+        );
     }
-    for all in schema["allOf"].as_array().into_iter().flatten() {
-        check_schema(spec, all, value, at)?;
+    if let Some(all) = schema["allOf"].as_array() {
+        for part in all {
+            check(spec, part, value, at, false)?;
+        }
+        if let (true, Some(object)) = (closed, value.as_object()) {
+            let documented = properties(spec, schema);
+            if let Some(name) = object.keys().find(|k| !documented.contains(k)) {
+                return Err(format!("{at}: property `{name}` is not documented"));
+            }
+        }
     }
     if let Some(any) = schema["oneOf"].as_array().or(schema["anyOf"].as_array()) {
-        if !any.iter().any(|s| check_schema(spec, s, value, at).is_ok()) {
+        if !any
+            .iter()
+            .any(|s| check(spec, s, value, at, closed).is_ok())
+        {
             return Err(format!("{at}: {value} matches none of {any:?}"));
         }
     }
@@ -117,20 +152,36 @@ fn check_schema(spec: &Value, schema: &Value, value: &Value, at: &str) -> Result
             }
         }
         for (name, v) in object {
-            let Some(prop) = props.get(name) else {
-                return Err(format!("{at}: property `{name}` is not documented"));
-            };
-            if !v.is_null() {
-                check_schema(spec, prop, v, &format!("{at}.{name}"))?;
+            match props.get(name) {
+                Some(prop) if !v.is_null() => check(spec, prop, v, &format!("{at}.{name}"), true)?,
+                Some(_) => {}
+                None if closed => return Err(format!("{at}: property `{name}` is not documented")),
+                None => {}
             }
         }
     }
     if let (Some(items), Some(item_schema)) = (value.as_array(), schema.get("items")) {
         for (i, item) in items.iter().enumerate() {
-            check_schema(spec, item_schema, item, &format!("{at}[{i}]"))?;
+            check(spec, item_schema, item, &format!("{at}[{i}]"), true)?;
         }
     }
     Ok(())
+}
+
+/// The property names a schema documents, through `$ref` and `allOf`.
+fn properties(spec: &Value, schema: &Value) -> Vec<String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.trim_start_matches("#/components/schemas/");
+        return properties(spec, &spec["components"]["schemas"][name]);
+    }
+    let mut names: Vec<String> = schema["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        names.extend(properties(spec, part));
+    }
+    names
 }
 
 #[tokio::test]
@@ -192,6 +243,24 @@ async fn real_answers_are_documented_answers() {
         1,
         None,
     );
+    // A user with something of every kind in their timeline: an event, its jobs, audit
+    // entries and a session.
+    let page = user_event(
+        "user.created",
+        "user_page",
+        Some("page@example.com"),
+        1,
+        None,
+    );
+    assert_eq!(app.post_webhook("msg_page", &page).await.status(), 202);
+    app.drain().await;
+    sqlx::query(
+        "INSERT INTO user_activity (clerk_user_id, kind, session_id, occurred_at, svix_id) \
+         VALUES ('user_page', 'session.created', 'sess_page', now(), 'msg_page_session')",
+    )
+    .execute(app.pool())
+    .await
+    .unwrap();
     let cases: Vec<(&str, &str, reqwest::RequestBuilder, u16)> = vec![
         ("post", "/webhooks/clerk", signed("msg_docs", &body), 202),
         ("post", "/webhooks/clerk", signed("msg_docs", &body), 200),
@@ -248,6 +317,42 @@ async fn real_answers_are_documented_answers() {
             "/admin/api/queues",
             admin(Method::GET, "/admin/api/queues"),
             200,
+        ),
+        (
+            "get",
+            "/admin/api/search",
+            admin(Method::GET, "/admin/api/search?q=msg_page"),
+            200,
+        ),
+        (
+            "get",
+            "/admin/api/search",
+            admin(Method::GET, "/admin/api/search?q="),
+            400,
+        ),
+        (
+            "get",
+            "/admin/api/users/{clerk_user_id}",
+            admin(Method::GET, "/admin/api/users/user_page"),
+            200,
+        ),
+        (
+            "get",
+            "/admin/api/users/{clerk_user_id}",
+            admin(Method::GET, "/admin/api/users/user_nobody"),
+            404,
+        ),
+        (
+            "get",
+            "/admin/api/stats",
+            admin(Method::GET, "/admin/api/stats?window=1h"),
+            200,
+        ),
+        (
+            "get",
+            "/admin/api/stats",
+            admin(Method::GET, "/admin/api/stats?window=1y"),
+            400,
         ),
         (
             "get",

@@ -234,7 +234,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One event, with its payload */
+        /** One event, with its payload and its jobs */
         get: {
             parameters: {
                 query?: never;
@@ -500,11 +500,17 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Jobs that need attention */
+        /**
+         * Jobs that need attention
+         * @description The 200 latest finished first; a `state` other than these is 400 `invalid_query`.
+         */
         get: {
             parameters: {
                 query?: {
-                    /** @description `problems` (default: dead and retrying), `dead` or `retrying`. */
+                    /**
+                     * @description `problems` (default: retrying and failed), `retrying` (failed, attempts left) or
+                     *     `failed` (failed for good or killed: only a retry runs it again; `dead` is the same).
+                     */
                     state?: string;
                     /** @description Only this queue, e.g. `authsync.provision_user`. */
                     queue?: string;
@@ -1274,6 +1280,414 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/api/search": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Search
+         * @description By an address (or its start), a Clerk user or organization id, a svix id or a job id:
+         *     the matching users, events and jobs (also those of the events found), at most 50 of
+         *     each. A missing, empty or
+         *     multi-word `q` is 400 `invalid_query`.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description One term, e.g. `alice@`, `user_2abc…`, `org_2abc…`, `msg_2abc…` or a job id. */
+                    q?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["SearchResult"];
+                    };
+                };
+                /** @description error code `missing_svix_header`, `malformed_svix_header`, `unreadable_body`, `unparseable_event`, `invalid_query`, `invalid_wait_ms`, `not_replayable`, `invalid_request` */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `missing_token`, `invalid_token`, `token_expired`, `token_not_yet_valid`, `wrong_issuer`, `unauthorized_party`, `unknown_key`, `timestamp_out_of_tolerance`, `invalid_signature` */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `forbidden`, `ip_not_allowed`, `cross_site_request`, `cors_not_allowed` */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `not_found` */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `request_timeout` */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `conflict` */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `payload_too_large` */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `too_many_waiters` */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `internal` */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                503: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/api/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Intake and processing over time
+         * @description `window=1h` (60 buckets of a minute), `24h` (default; 48 of 30 minutes) or `7d` (28 of
+         *     6 hours); another window is 400 `invalid_query`.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description `1h`, `24h` or `7d`. */
+                    window?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["Stats"];
+                    };
+                };
+                /** @description error code `missing_svix_header`, `malformed_svix_header`, `unreadable_body`, `unparseable_event`, `invalid_query`, `invalid_wait_ms`, `not_replayable`, `invalid_request` */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `missing_token`, `invalid_token`, `token_expired`, `token_not_yet_valid`, `wrong_issuer`, `unauthorized_party`, `unknown_key`, `timestamp_out_of_tolerance`, `invalid_signature` */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `forbidden`, `ip_not_allowed`, `cross_site_request`, `cors_not_allowed` */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `not_found` */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `request_timeout` */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `conflict` */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `payload_too_large` */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `too_many_waiters` */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `internal` */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                503: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/api/users/{clerk_user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One user and their timeline
+         * @description 404 `not_found` for a Clerk user id we have no row of.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    clerk_user_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["UserDetail"];
+                    };
+                };
+                /** @description error code `missing_svix_header`, `malformed_svix_header`, `unreadable_body`, `unparseable_event`, `invalid_query`, `invalid_wait_ms`, `not_replayable`, `invalid_request` */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `missing_token`, `invalid_token`, `token_expired`, `token_not_yet_valid`, `wrong_issuer`, `unauthorized_party`, `unknown_key`, `timestamp_out_of_tolerance`, `invalid_signature` */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `forbidden`, `ip_not_allowed`, `cross_site_request`, `cors_not_allowed` */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `not_found` */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `request_timeout` */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `conflict` */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `payload_too_large` */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `too_many_waiters` */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `internal` */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                503: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -1826,6 +2240,143 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/me/activity": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The signed-in user's activity log
+         * @description Their sign-ins and sign-outs (Clerk's `session.*` events), newest first. Empty for a
+         *     user with none; bad `limit` is 400 `invalid_query`.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description Entries, 1 to 200 (default 50). */
+                    limit?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The signed-in user's session events, read under row-level security. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ActivityPage"];
+                    };
+                };
+                /** @description error code `missing_svix_header`, `malformed_svix_header`, `unreadable_body`, `unparseable_event`, `invalid_query`, `invalid_wait_ms`, `not_replayable`, `invalid_request` */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `missing_token`, `invalid_token`, `token_expired`, `token_not_yet_valid`, `wrong_issuer`, `unauthorized_party`, `unknown_key`, `timestamp_out_of_tolerance`, `invalid_signature` */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `forbidden`, `ip_not_allowed`, `cross_site_request`, `cors_not_allowed` */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `not_found` */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `request_timeout` */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `conflict` */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `payload_too_large` */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `too_many_waiters` */
+                429: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `internal` */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                503: {
+                    headers: {
+                        /** @description Seconds to wait before retrying. */
+                        "retry-after"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/sync": {
         parameters: {
             query?: never;
@@ -2118,6 +2669,29 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * Activity
+         * @description One session event of the caller's.
+         */
+        Activity: {
+            /** @description The client's IP address, as Clerk reported it. */
+            client_ip?: string;
+            /** @description `session.created`, `session.ended`, `session.removed` or `session.revoked`. */
+            kind: string;
+            /** @description When Clerk says it happened (RFC 3339). */
+            occurred_at: string;
+            /** @description Clerk's session id (`sess_…`). */
+            session_id: string;
+            /** @description The client's user agent, as Clerk reported it. */
+            user_agent?: string;
+        };
+        /**
+         * ActivityPage
+         * @description The caller's activity log, newest first.
+         */
+        ActivityPage: {
+            activity: components["schemas"]["Activity"][];
+        };
         /** DeletionsConfirmed */
         DeletionsConfirmed: {
             /**
@@ -2147,6 +2721,11 @@ export interface components {
             /** Format: int32 */
             attempts: number;
             event_type: string;
+            /**
+             * @description The jobs it caused (replays and follow-ups such as the welcome email included), the
+             *     latest first; at most 50.
+             */
+            jobs: components["schemas"]["JobSummary"][];
             last_error?: string;
             /** @description The event as Clerk sent it; one-time codes in `email.created`/`sms.created` redacted. */
             payload: unknown;
@@ -2203,13 +2782,17 @@ export interface components {
             attempts: number;
             /** @description Failed for good or killed: only an operator's retry runs it again. */
             dead: boolean;
+            /** @description When its last run ended; null before its first. */
+            done_at?: string;
             job_id: string;
             last_error?: string;
             /** Format: int32 */
             max_attempts: number;
             queue: string;
+            /** @description When it runs (next), or ran last. */
             run_at: string;
             state: components["schemas"]["State"];
+            /** @description The webhook delivery that caused it. */
             svix_id?: string;
         };
         /** Me */
@@ -2222,6 +2805,17 @@ export interface components {
             organization: components["schemas"]["Organization"];
             /** @description As Clerk sends it: `org:admin`, `org:member` or a custom role. */
             role: string;
+        };
+        /** MembershipSummary */
+        MembershipSummary: {
+            clerk_membership_id: string;
+            clerk_org_id: string;
+            /** @description The organization's name and slug, when it has arrived. */
+            name?: string;
+            /** @description As Clerk sends it: `org:admin`, `org:member` or custom. */
+            role: string;
+            since: string;
+            slug?: string;
         };
         /** Organization */
         Organization: {
@@ -2264,6 +2858,11 @@ export interface components {
         };
         /** ReconcileReport */
         ReconcileReport: {
+            /**
+             * @description Whether runs can be asked for: false without `CLERK_SECRET_KEY` (then
+             *     `POST /admin/api/reconcile` is 503 `not_configured`).
+             */
+            configured: boolean;
             current?: components["schemas"]["ReconcileCurrent"];
             /** @description The last 20 runs, newest first. */
             runs: components["schemas"]["ReconcileRun"][];
@@ -2316,11 +2915,73 @@ export interface components {
             /** @description `queued` */
             state: components["schemas"]["State"] & unknown;
         };
+        /** SearchResult */
+        SearchResult: {
+            /** @description The event with this svix id, and events about this user or organization, newest first. */
+            events: components["schemas"]["EventSummary"][];
+            /**
+             * @description The job with this id, the jobs of the delivery with this svix id, then the jobs of the
+             *     events found and the dashboard-fallback jobs of the user with this Clerk id.
+             */
+            jobs: components["schemas"]["JobSummary"][];
+            /** @description The search term as understood (trimmed). */
+            q: string;
+            /**
+             * @description Users with this Clerk id, members of this organization id, or whose address starts
+             *     with it (case-insensitive).
+             */
+            users: components["schemas"]["UserSummary"][];
+        };
         /**
          * @description A job's state as the API reports it.
          * @enum {string}
          */
         State: "queued" | "running" | "retrying" | "succeeded" | "failed";
+        /** Stats */
+        Stats: {
+            /**
+             * Format: int32
+             * @description The length of each bucket.
+             */
+            bucket_seconds: number;
+            /** @description Oldest first. */
+            buckets: components["schemas"]["StatsBucket"][];
+            /** @description `1h`, `24h` or `7d`. */
+            window: string;
+        };
+        /** StatsBucket */
+        StatsBucket: {
+            /** @description The bucket's start; buckets are contiguous and the last one holds now. */
+            at: string;
+            /**
+             * Format: int64
+             * @description Of those, failed (a job failed for good) or rejected.
+             */
+            failed: number;
+            /**
+             * Format: double
+             * @description Receipt to processed, in milliseconds, over the bucket's processed events: the median
+             *     and the 95th percentile (null without any).
+             */
+            p50_ms?: number;
+            /** Format: double */
+            p95_ms?: number;
+            /**
+             * Format: int64
+             * @description Of those, processed by now.
+             */
+            processed: number;
+            /**
+             * Format: int64
+             * @description Events received in the bucket.
+             */
+            received: number;
+            /**
+             * Format: int64
+             * @description Jobs whose latest run, ending in the bucket, was a retry.
+             */
+            retried: number;
+        };
         /** Status */
         Status: {
             /** @description `ok` (liveness) or `ready` (readiness). */
@@ -2341,6 +3002,87 @@ export interface components {
             status: string;
         };
         /**
+         * TimelineActivity
+         * @description A session event of the user (`user_activity`).
+         */
+        TimelineActivity: {
+            /** @description `session.created`, `session.ended`, `session.removed` or `session.revoked`. */
+            activity: string;
+            at: string;
+            client_ip?: string;
+            session_id: string;
+            svix_id: string;
+            user_agent?: string;
+        };
+        /**
+         * TimelineAudit
+         * @description An audit entry about the user.
+         */
+        TimelineAudit: {
+            action: string;
+            /** @description `webhook:<svix-id>`, `user:<clerk-id>` or `system`. */
+            actor: string;
+            at: string;
+            /** @description Changed field names, roles; never addresses or codes. */
+            details: unknown;
+        };
+        /** @description One thing that happened to a user; `kind` says which. */
+        TimelineEntry: components["schemas"]["TimelineEntry_TimelineEvent"] | components["schemas"]["TimelineEntry_TimelineJob"] | components["schemas"]["TimelineEntry_TimelineAudit"] | components["schemas"]["TimelineEntry_TimelineActivity"];
+        /** @description One thing that happened to a user; `kind` says which. */
+        TimelineEntry_TimelineActivity: {
+            /**
+             * @example activity
+             * @enum {string}
+             */
+            kind: "activity";
+        } & components["schemas"]["TimelineActivity"];
+        /** @description One thing that happened to a user; `kind` says which. */
+        TimelineEntry_TimelineAudit: {
+            /**
+             * @example audit
+             * @enum {string}
+             */
+            kind: "audit";
+        } & components["schemas"]["TimelineAudit"];
+        /** @description One thing that happened to a user; `kind` says which. */
+        TimelineEntry_TimelineEvent: {
+            /**
+             * @example event
+             * @enum {string}
+             */
+            kind: "event";
+        } & components["schemas"]["TimelineEvent"];
+        /** @description One thing that happened to a user; `kind` says which. */
+        TimelineEntry_TimelineJob: {
+            /**
+             * @example job
+             * @enum {string}
+             */
+            kind: "job";
+        } & components["schemas"]["TimelineJob"];
+        /**
+         * TimelineEvent
+         * @description A webhook delivery about the user.
+         */
+        TimelineEvent: {
+            at: string;
+            /** Format: int32 */
+            attempts: number;
+            event_type: string;
+            last_error?: string;
+            status: string;
+            svix_id: string;
+        };
+        /**
+         * TimelineJob
+         * @description A job about the user (of one of their deliveries, or their dashboard fallback).
+         */
+        TimelineJob: {
+            /** @description When its last run ended, or (before its first) when it runs. */
+            at: string;
+            job: components["schemas"]["JobSummary"];
+        };
+        /**
          * User
          * @description A provisioned user.
          */
@@ -2355,6 +3097,38 @@ export interface components {
             last_name?: string;
             /** @description `user` or `admin`. */
             role: string;
+            username?: string;
+        };
+        /** UserDetail */
+        UserDetail: {
+            /** @description Live memberships, oldest first. */
+            memberships: components["schemas"]["MembershipSummary"][];
+            /**
+             * @description Newest first: the user's webhook events, their jobs (attempts and errors), audit
+             *     entries and session activity; at most 100 of each and 200 in all.
+             */
+            timeline: components["schemas"]["TimelineEntry"][];
+            user: components["schemas"]["UserSummary"];
+        };
+        /**
+         * UserSummary
+         * @description A row of `users` as operators see it: deleted rows and tombstones too.
+         */
+        UserSummary: {
+            /** @description Null for a row the app created that no Clerk user has claimed. */
+            clerk_user_id?: string;
+            created_at: string;
+            /** @description Set when the user was deleted (a tombstone when the deletion arrived first). */
+            deleted_at?: string;
+            email?: string;
+            email_verified: boolean;
+            first_name?: string;
+            /** @description Our id (`dbId`). */
+            id: string;
+            last_name?: string;
+            /** @description `user` or `admin`. */
+            role: string;
+            updated_at: string;
             username?: string;
         };
         /**
