@@ -6,7 +6,7 @@
 use crate::error::{ApiError, Code};
 use crate::routes::{
     admin::AdminApi, admin_reconcile::ReconcileApi, health::HealthApi, me::MeApi,
-    metrics::MetricsApi, setup::PagesApi, sync::SyncApi, webhooks::WebhooksApi,
+    metrics::MetricsApi, sync::SyncApi, webhooks::WebhooksApi,
 };
 use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse};
 use poem_openapi::error::ParseParamError;
@@ -24,11 +24,10 @@ pub enum Tag {
     Operator,
     /// Liveness, readiness and Prometheus metrics.
     Health,
-    /// Browser pages: the reference setup page and the operator console.
-    Pages,
 }
 
-/// Every route's operations.
+/// Every route's operations. The browser pages (`/`, `/setup`, `/admin`, their scripts) and
+/// `/docs` are served beside them, not listed: they are not operations a client calls.
 pub type Api = (
     WebhooksApi,
     SyncApi,
@@ -37,7 +36,6 @@ pub type Api = (
     ReconcileApi,
     HealthApi,
     MetricsApi,
-    PagesApi,
 );
 
 /// The service: routes, `/openapi.json` and the docs UI.

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod admin_reconcile;
 pub mod csrf;
 pub mod health;
+pub mod home;
 pub mod me;
 pub mod metrics;
 pub mod redact;

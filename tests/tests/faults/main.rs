@@ -2,6 +2,7 @@
 //! restarted, Postgres and PgBouncer, headless browsers, systemd units.
 
 mod admin_page;
+mod cli;
 mod concurrency;
 mod convergence;
 mod cors_page;
@@ -11,3 +12,4 @@ mod pooler;
 mod postgres_restart;
 mod scale_out;
 mod setup_page;
+mod startup_checks;
