@@ -10,6 +10,7 @@ mod crash;
 mod deploy_units;
 mod pooler;
 mod postgres_restart;
+mod quick_start;
 mod scale_out;
 mod setup_page;
 mod startup_checks;
