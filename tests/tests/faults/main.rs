@@ -8,6 +8,7 @@ mod convergence;
 mod cors_page;
 mod crash;
 mod deploy_units;
+mod docs_page;
 mod pooler;
 mod postgres_restart;
 mod quick_start;
