@@ -6,6 +6,7 @@
 #                           (as the `postgres` user when we are root: postgres refuses root).
 #
 # pg_local_start DIR PORT  starts (initialising on first use) a cluster in DIR on 127.0.0.1:PORT
+# pg_local_running DIR     whether it runs
 # pg_local_stop DIR        stops it
 
 pg_bin_dir() {
@@ -56,6 +57,14 @@ pg_local_start() {
       -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400 ${PG_EXTRA_OPTS:-}" start >/dev/null \
       || { echo "postgres: server did not start, see $dir/server.log" >&2; tail -20 "$dir/server.log" >&2; return 1; }
   fi
+}
+
+# Whether the cluster in DIR is running.
+pg_local_running() {
+  local dir=$1 bin
+  bin=$(pg_bin_dir) || return 1
+  [ -f "$dir/data/PG_VERSION" ] || return 1
+  pg_as_owner "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1
 }
 
 pg_local_stop() {

@@ -87,6 +87,8 @@ codes! {
     Internal = 500 "internal",
     NotConfigured = 503 "not_configured" retry 5,
     Unavailable = 503 "unavailable" retry 5,
+    /// `/readyz`: the database in `DATABASE_URL` does not exist.
+    DatabaseMissing = 503 "database_missing",
     NotMigrated = 503 "not_migrated",
     PoolSaturated = 503 "pool_saturated",
 }

@@ -9,6 +9,7 @@ pub mod cors;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod help;
 pub mod ip_filter;
 pub mod job_events;
 pub mod openapi;

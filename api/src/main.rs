@@ -4,9 +4,16 @@
 #[tokio::main]
 async fn main() {
     jobs::telemetry::init_telemetry("info,sqlx=warn");
-    if let Err(e) = api::cli::run(std::env::args().skip(1).collect()).await {
-        tracing::error!("{e:#}");
-        eprintln!("api: {e:#}");
-        std::process::exit(1);
+    // Said once, on stderr (not also through the log): the process ends with it.
+    match api::cli::run(std::env::args().skip(1).collect()).await {
+        Ok(()) => {}
+        Err(api::cli::CliError::Usage(message)) => {
+            eprintln!("api: {message}\nRun `api --help` for usage.");
+            std::process::exit(2);
+        }
+        Err(api::cli::CliError::Failed(e)) => {
+            eprintln!("api: {e:#}");
+            std::process::exit(1);
+        }
     }
 }

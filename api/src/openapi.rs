@@ -6,8 +6,7 @@
 use crate::error::{ApiError, Code};
 use crate::routes::{
     admin::AdminApi, admin_reconcile::ReconcileApi, admin_stats::StatsApi, admin_users::UsersApi,
-    health::HealthApi, me::MeApi, metrics::MetricsApi, setup::PagesApi, sync::SyncApi,
-    webhooks::WebhooksApi,
+    health::HealthApi, me::MeApi, metrics::MetricsApi, sync::SyncApi, webhooks::WebhooksApi,
 };
 use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse};
 use poem_openapi::error::ParseParamError;
@@ -25,11 +24,10 @@ pub enum Tag {
     Operator,
     /// Liveness, readiness and Prometheus metrics.
     Health,
-    /// Browser pages: the reference setup page and the operator console.
-    Pages,
 }
 
-/// Every route's operations.
+/// Every route's operations. The browser pages (`/`, `/setup`, `/admin`, their scripts) and
+/// `/docs` are served beside them, not listed: they are not operations a client calls.
 pub type Api = (
     WebhooksApi,
     SyncApi,
@@ -40,7 +38,6 @@ pub type Api = (
     ReconcileApi,
     HealthApi,
     MetricsApi,
-    PagesApi,
 );
 
 /// The service: routes, `/openapi.json` and the docs UI.

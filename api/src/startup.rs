@@ -52,16 +52,17 @@ pub struct Application {
     app: BoxEndpoint<'static>,
 }
 
-/// Every route of the api: the OpenAPI service, its spec at `/openapi.json` and the docs UI
-/// at `/docs`.
+/// Every route of the api: the OpenAPI service, its spec at `/openapi.json`, the docs UI at
+/// `/docs`, the browser pages, and `/` with the friendly 404s around them.
 pub fn routes(state: AppState) -> BoxEndpoint<'static> {
     let api = crate::openapi::service();
     let templates = routes::metrics::RouteTemplates::from_spec(&api.spec());
     let cors = state.cors.clone();
-    let routes = Route::new()
+    let routes = routes::setup::pages(Route::new())
         .at("/openapi.json", api.spec_endpoint())
         .nest("/docs", api.swagger_ui())
         .nest("/", crate::openapi::endpoint(api))
+        .around(routes::home::friendly)
         .data(state)
         .around(move |ep, req| crate::cors::handle(ep, req, cors.clone()));
     with_middleware(routes, templates)
@@ -88,6 +89,29 @@ fn panicked(panic: Box<dyn std::any::Any + Send>) -> poem::Response {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".into());
     ApiError::Internal(anyhow::anyhow!("the handler panicked: {what}")).into_response()
+}
+
+/// Says at start, in one line, whether the database is ready and if not what fixes it (`run
+/// `api migrate``…), then again each time that changes, until it is ready. The api keeps
+/// serving meanwhile: `/readyz` answers with the same reason, and the api recovers on its own
+/// once the database is fixed (a release phase that migrates after the api started, a
+/// database that comes up later).
+async fn watch_database(pool: PgPool) {
+    let mut said: Option<jobs::readiness::DbState> = None;
+    loop {
+        let state = jobs::readiness::check(&pool).await;
+        if said.as_ref() != Some(&state) {
+            match &state {
+                jobs::readiness::DbState::Ready => tracing::info!("database ready"),
+                other => tracing::error!(code = other.code(), "{}", other.message()),
+            }
+        }
+        if state == jobs::readiness::DbState::Ready {
+            return;
+        }
+        said = Some(state);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }
 
 impl Application {
@@ -119,6 +143,7 @@ impl Application {
             "database connections: {routes_pool} for routes, {} for webhook intake, 1 LISTEN, 1 for wake-up NOTIFYs: at most {total} in all",
             jobs::intake::INTAKE_CONNECTIONS
         );
+        tokio::spawn(watch_database(pool.clone()));
         let pool_watch = jobs::telemetry::PoolWatch::spawn("main", pool.clone());
         let job_waiters = JobWaiters::new(config.wait_limits, &pool);
         job_waiters.spawn_listener(jobs::db::derived_pool(&pool, 1, "authsync-listener"));

@@ -4,6 +4,9 @@
   "use strict";
   var config = JSON.parse(document.getElementById("setup-config").textContent);
   var MAX_ATTEMPTS = 10;
+  // Words for the person signing up: what is wrong on the server side is for the operator
+  // (the server logs it), not for them.
+  var UNAVAILABLE = "Account setup is not available right now. Please try again later, or contact support if this goes on.";
   var $ = function (id) { return document.getElementById(id); };
 
   function show(section) {
@@ -57,7 +60,7 @@
         });
       }
       if (r.status !== 200) {
-        return fail((r.body.error && r.body.error.message) || "The status of your account setup is unavailable.", jobId);
+        return fail(messageOf(r.body, "The status of your account setup is unavailable."), jobId);
       }
       var job = r.body;
       var max = job.max_attempts || MAX_ATTEMPTS;
@@ -72,7 +75,15 @@
     });
   }
 
+  // The server's message, unless it is about the deployment's configuration.
+  function messageOf(body, fallback) {
+    var error = body && body.error;
+    if (error && error.code === "not_configured") return UNAVAILABLE;
+    return (error && error.message) || fallback;
+  }
+
   function start() {
+    if (config.available === false) return fail(UNAVAILABLE);
     show("working");
     $("attempt").textContent = attemptText(1, MAX_ATTEMPTS);
     return getToken().then(function (token) {
@@ -80,7 +91,7 @@
       return api("POST", "/v1/sync", token).then(function (r) {
         if (r.status === 200 && r.body.status === "ready") return done();
         if (r.status === 202) return follow(token, r.body.job_id);
-        return fail((r.body.error && r.body.error.message) || "Setting up your account could not start.");
+        return fail(messageOf(r.body, "Setting up your account could not start."));
       });
     }).catch(function () {
       fail("The server could not be reached.");

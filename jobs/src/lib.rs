@@ -18,6 +18,7 @@ pub mod locks;
 pub mod mail;
 pub mod planner;
 pub mod queue;
+pub mod readiness;
 pub mod store;
 pub mod telemetry;
 pub mod tenancy;

@@ -2,6 +2,7 @@
 //! SIGTERM, then finishes running jobs and exits. Run as many processes as you like against
 //! one database.
 
+pub mod cli;
 pub mod metrics_server;
 
 use jobs::clerk::api::{HttpClerkApi, DEFAULT_API_URL};
@@ -188,6 +189,11 @@ pub async fn run(
         };
         metrics_server::spawn(([0, 0, 0, 0], port).into(), health).await?;
     }
+    let mut shutdown = std::pin::pin!(shutdown);
+    tokio::select! {
+        _ = wait_for_database(&pool) => {}
+        _ = &mut shutdown => return Ok(()),
+    }
     let mut ctx = JobContext::new(pool);
     ctx.reconcile = config.reconcile.clone();
     match config.clerk_secret_key {
@@ -235,6 +241,28 @@ pub async fn run(
         .run(shutdown)
         .await?;
     Ok(())
+}
+
+/// Waits until the database is ready (reachable, existing, migrated), saying in one line
+/// what is wrong and what fixes it — once at start and again only when that changes — so a
+/// worker started before `api migrate` neither spins on failing claims nor exits.
+pub async fn wait_for_database(pool: &sqlx::PgPool) {
+    use jobs::readiness::{check, DbState};
+    let mut said: Option<DbState> = None;
+    loop {
+        let state = check(pool).await;
+        if state == DbState::Ready {
+            if said.is_some() {
+                tracing::info!("database ready: starting the job queues");
+            }
+            return;
+        }
+        if said.as_ref() != Some(&state) {
+            tracing::error!(code = state.code(), "{}; waiting for it", state.message());
+        }
+        said = Some(state);
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
 }
 
 /// Enqueues `make()` once per `interval_secs` across all worker processes: every process

@@ -1,7 +1,19 @@
 //! `worker`: runs every authsync job until SIGTERM. Everything lives in the library.
 
+use worker::cli::{self, Command};
+
 #[tokio::main]
 async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match cli::parse(&args) {
+        Ok(Command::Run) => {}
+        Ok(Command::Help) => return println!("{}", cli::HELP),
+        Ok(Command::Version) => return println!("worker {}", env!("CARGO_PKG_VERSION")),
+        Err(message) => {
+            eprintln!("worker: {message}\nRun `worker --help` for usage.");
+            std::process::exit(2);
+        }
+    }
     jobs::telemetry::init_telemetry("info,sqlx=warn");
     let config = match worker::WorkerConfig::from_env(&jobs::config::process_env()) {
         Ok(c) => c,
@@ -10,8 +22,8 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    // Said once, on stderr (not also through the log): the process ends with it.
     if let Err(e) = worker::run(config, shutdown_signal()).await {
-        tracing::error!("{e:#}");
         eprintln!("worker: {e:#}");
         std::process::exit(1);
     }

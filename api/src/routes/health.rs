@@ -2,6 +2,7 @@
 
 use crate::error::{ApiError, Code};
 use crate::startup::AppState;
+use jobs::readiness::DbState;
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -37,8 +38,10 @@ impl HealthApi {
 
     /// Readiness: the database answers and is migrated, and the pool is not saturated
     ///
-    /// 503 `unavailable` (database unreachable), `not_migrated`, or `pool_saturated` (every
-    /// connection of the routes' pool has been in use for over 10 s).
+    /// 503 with the reason and its fix in the body: `unavailable` (the database cannot be
+    /// reached), `database_missing` (the database in `DATABASE_URL` does not exist),
+    /// `not_migrated` (run `api migrate`), or `pool_saturated` (every connection of the
+    /// routes' pool has been in use for over 10 s).
     #[oai(path = "/readyz", method = "get", tag = "crate::openapi::Tag::Health")]
     async fn readyz(&self, state: Data<&AppState>) -> Result<HealthResponse, ApiError> {
         readyz(&state).await
@@ -57,19 +60,25 @@ async fn readyz(state: &AppState) -> Result<HealthResponse, ApiError> {
         );
         return Err(ApiError::NotReady(Code::PoolSaturated, message));
     }
-    let ready = jobs::store::migrated(&state.pool).await;
-    match ready {
-        Ok(true) => Ok(status("ready")),
-        Ok(false) => Err(ApiError::NotReady(
-            Code::NotMigrated,
-            "migrations have not been applied: run `api migrate`".into(),
-        )),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            Err(ApiError::NotReady(
-                Code::Unavailable,
-                "the database is unavailable".into(),
-            ))
+    match jobs::readiness::check(&state.pool).await {
+        DbState::Ready => Ok(status("ready")),
+        not_ready => {
+            // The start-up watch said so once; a probe every few seconds would only repeat it.
+            tracing::debug!(
+                code = not_ready.code(),
+                "not ready: {}",
+                not_ready.message()
+            );
+            Err(ApiError::NotReady(code_of(&not_ready), not_ready.message()))
         }
+    }
+}
+
+/// The error code of a database that is not ready.
+fn code_of(state: &DbState) -> Code {
+    match state {
+        DbState::Ready | DbState::Unreachable { .. } | DbState::Busy { .. } => Code::Unavailable,
+        DbState::Missing { .. } => Code::DatabaseMissing,
+        DbState::NotMigrated => Code::NotMigrated,
     }
 }

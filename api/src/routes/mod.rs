@@ -8,6 +8,7 @@ pub mod admin_stats;
 pub mod admin_users;
 pub mod csrf;
 pub mod health;
+pub mod home;
 pub mod me;
 pub mod metrics;
 pub mod redact;

@@ -9,6 +9,7 @@ use jobs::intake::{self, IntakeError, IntakeOutcome};
 use poem::http::HeaderMap;
 use poem::web::Data;
 use poem::{Body, Request};
+use poem_openapi::param::Header;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
@@ -60,7 +61,23 @@ impl WebhooksApi {
         req: &Request,
         body: Body,
         state: Data<&AppState>,
+        /// Required. The delivery's unique id (`msg_…`): a repeat of a stored id is answered
+        /// `duplicate`. Missing: 400 `missing_svix_header`.
+        #[oai(name = "svix-id")]
+        _svix_id: Header<Option<String>>,
+        /// Required. When the delivery was signed, in Unix seconds; outside ±5 minutes of
+        /// now: 401 `timestamp_out_of_tolerance`.
+        #[oai(name = "svix-timestamp")]
+        _svix_timestamp: Header<Option<String>>,
+        /// Required. Space-separated `v1,<base64 HMAC-SHA256>` signatures of
+        /// `{svix-id}.{svix-timestamp}.{body}`; one must match a `CLERK_WEBHOOK_SECRET`, or
+        /// 401 `invalid_signature`.
+        #[oai(name = "svix-signature")]
+        _svix_signature: Header<Option<String>>,
     ) -> Result<WebhookResponse, ApiError> {
+        // The headers are declared above for the OpenAPI document only (optional there, so
+        // that a missing one gets our own 400 `missing_svix_header`, counted and checked
+        // after the source address); verification reads them from the raw request.
         clerk_webhook(req, req.headers(), body, &state).await
     }
 }

@@ -2,13 +2,17 @@
 //! restarted, Postgres and PgBouncer, headless browsers, systemd units.
 
 mod admin_page;
+mod cli;
 mod concurrency;
 mod console_page;
 mod convergence;
 mod cors_page;
 mod crash;
 mod deploy_units;
+mod docs_page;
 mod pooler;
 mod postgres_restart;
+mod quick_start;
 mod scale_out;
 mod setup_page;
+mod startup_checks;

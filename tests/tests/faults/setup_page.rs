@@ -98,3 +98,33 @@ async fn after_ten_failed_attempts_the_page_shows_the_reference_and_can_try_agai
     app.queue().wait_for_idle(Duration::from_secs(20)).await;
     app.allow_unfinished_jobs = true; // the first job failed for good, on purpose
 }
+
+/// Without session verification the page cannot work: the person signing up reads that
+/// account setup is unavailable, in their words; which variables are missing is for the
+/// operator, in the api's log.
+#[tokio::test]
+async fn without_session_verification_the_page_speaks_to_the_user_not_the_operator() {
+    let app = TestApp::builder().spawn().await; // no CLERK_JWKS_URL / CLERK_ISSUER
+    let browser = Browser::start().await;
+    browser
+        .goto(&format!("{}/setup?token=whatever", app.address))
+        .await;
+    browser
+        .wait_for("the error state", Duration::from_secs(20), || async {
+            browser.displayed("#failed").await
+        })
+        .await;
+    browser
+        .screenshot("/tmp/authsync-setup-unavailable.png")
+        .await;
+    let message = browser.text("#failed-message").await;
+    assert_eq!(
+        message,
+        "Account setup is not available right now. Please try again later, or contact support if this goes on."
+    );
+    for operator_word in ["CLERK", "configured", "deployment", "session verification"] {
+        assert!(!message.contains(operator_word), "{message}");
+    }
+    assert!(!browser.displayed("#reference-line").await);
+    assert!(browser.displayed("#home").await);
+}

@@ -10,6 +10,7 @@ mod cors;
 mod deadlines;
 mod fallback;
 mod fuzz_corpus;
+mod home;
 mod http_server;
 mod ip_allowlist;
 mod offline_queries;

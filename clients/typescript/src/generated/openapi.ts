@@ -3,82 +3,6 @@
 // when this file differs from what the running api's document produces.
 
 export interface paths {
-    "/admin": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * The operator console
-         * @description The page itself is public and holds no data; everything it shows comes from
-         *     `/admin/api`, which checks the operator's credentials.
-         */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The page, never cached (the setup page carries its configuration). */
-                200: {
-                    headers: {
-                        "CACHE-CONTROL": string;
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "text/html; charset=utf-8": string;
-                    };
-                };
-            };
-        };
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/admin.js": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** The operator console's script */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "text/javascript; charset=utf-8": string;
-                    };
-                };
-            };
-        };
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/admin/api/events": {
         parameters: {
             query?: never;
@@ -206,7 +130,7 @@ export interface paths {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                /** @description error code `not_configured`, `unavailable`, `database_missing`, `not_migrated`, `pool_saturated` */
                 503: {
                     headers: {
                         /** @description Seconds to wait before retrying. */
@@ -337,7 +261,7 @@ export interface paths {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                /** @description error code `not_configured`, `unavailable`, `database_missing`, `not_migrated`, `pool_saturated` */
                 503: {
                     headers: {
                         /** @description Seconds to wait before retrying. */
@@ -474,7 +398,7 @@ export interface paths {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                /** @description error code `not_configured`, `unavailable`, `database_missing`, `not_migrated`, `pool_saturated` */
                 503: {
                     headers: {
                         /** @description Seconds to wait before retrying. */
@@ -612,7 +536,7 @@ export interface paths {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                /** @description error code `not_configured`, `unavailable`, `database_missing`, `not_migrated`, `pool_saturated` */
                 503: {
                     headers: {
                         /** @description Seconds to wait before retrying. */
@@ -749,7 +673,7 @@ export interface paths {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                /** @description error code `not_configured`, `unavailable`, `database_missing`, `not_migrated`, `pool_saturated` */
                 503: {
                     headers: {
                         /** @description Seconds to wait before retrying. */
@@ -876,7 +800,7 @@ export interface paths {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                /** @description error code `not_configured`, `unavailable`, `database_missing`, `not_migrated`, `pool_saturated` */
                 503: {
                     headers: {
                         /** @description Seconds to wait before retrying. */
@@ -1005,7 +929,7 @@ export interface paths {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                /** @description error code `not_configured`, `unavailable`, `database_missing`, `not_migrated`, `pool_saturated` */
                 503: {
                     headers: {
                         /** @description Seconds to wait before retrying. */
@@ -1123,7 +1047,7 @@ export interface paths {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                /** @description error code `not_configured`, `unavailable`, `database_missing`, `not_migrated`, `pool_saturated` */
                 503: {
                     headers: {
                         /** @description Seconds to wait before retrying. */
@@ -1261,7 +1185,7 @@ export interface paths {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                /** @description error code `not_configured`, `unavailable`, `database_missing`, `not_migrated`, `pool_saturated` */
                 503: {
                     headers: {
                         /** @description Seconds to wait before retrying. */
@@ -1397,7 +1321,7 @@ export interface paths {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                /** @description error code `not_configured`, `unavailable`, `database_missing`, `not_migrated`, `pool_saturated` */
                 503: {
                     headers: {
                         /** @description Seconds to wait before retrying. */
@@ -1533,7 +1457,7 @@ export interface paths {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                /** @description error code `not_configured`, `unavailable`, `database_missing`, `not_migrated`, `pool_saturated` */
                 503: {
                     headers: {
                         /** @description Seconds to wait before retrying. */
@@ -1667,7 +1591,7 @@ export interface paths {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                /** @description error code `not_configured`, `unavailable`, `database_missing`, `not_migrated`, `pool_saturated` */
                 503: {
                     headers: {
                         /** @description Seconds to wait before retrying. */
@@ -1768,8 +1692,10 @@ export interface paths {
         };
         /**
          * Readiness: the database answers and is migrated, and the pool is not saturated
-         * @description 503 `unavailable` (database unreachable), `not_migrated`, or `pool_saturated` (every
-         *     connection of the routes' pool has been in use for over 10 s).
+         * @description 503 with the reason and its fix in the body: `unavailable` (the database cannot be
+         *     reached), `database_missing` (the database in `DATABASE_URL` does not exist),
+         *     `not_migrated` (run `api migrate`), or `pool_saturated` (every connection of the
+         *     routes' pool has been in use for over 10 s).
          */
         get: {
             parameters: {
@@ -1871,7 +1797,7 @@ export interface paths {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                /** @description error code `not_configured`, `unavailable`, `database_missing`, `not_migrated`, `pool_saturated` */
                 503: {
                     headers: {
                         /** @description Seconds to wait before retrying. */
@@ -1880,81 +1806,6 @@ export interface paths {
                     };
                     content: {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
-                    };
-                };
-            };
-        };
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/setup": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * The reference setup page
-         * @description With where to go afterwards (`SETUP_REDIRECT_URL`, `SETUP_HOME_URL`).
-         */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The page, never cached (the setup page carries its configuration). */
-                200: {
-                    headers: {
-                        "CACHE-CONTROL": string;
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "text/html; charset=utf-8": string;
-                    };
-                };
-            };
-        };
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/setup.js": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** The setup page's script */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "text/javascript; charset=utf-8": string;
                     };
                 };
             };
@@ -2086,7 +1937,7 @@ export interface paths {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                /** @description error code `not_configured`, `unavailable`, `database_missing`, `not_migrated`, `pool_saturated` */
                 503: {
                     headers: {
                         /** @description Seconds to wait before retrying. */
@@ -2219,7 +2070,7 @@ export interface paths {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                /** @description error code `not_configured`, `unavailable`, `database_missing`, `not_migrated`, `pool_saturated` */
                 503: {
                     headers: {
                         /** @description Seconds to wait before retrying. */
@@ -2356,7 +2207,7 @@ export interface paths {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                /** @description error code `not_configured`, `unavailable`, `database_missing`, `not_migrated`, `pool_saturated` */
                 503: {
                     headers: {
                         /** @description Seconds to wait before retrying. */
@@ -2500,7 +2351,7 @@ export interface paths {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                /** @description error code `not_configured`, `unavailable`, `database_missing`, `not_migrated`, `pool_saturated` */
                 503: {
                     headers: {
                         /** @description Seconds to wait before retrying. */
@@ -2539,7 +2390,24 @@ export interface paths {
         post: {
             parameters: {
                 query?: never;
-                header?: never;
+                header?: {
+                    /**
+                     * @description Required. The delivery's unique id (`msg_…`): a repeat of a stored id is answered
+                     *     `duplicate`. Missing: 400 `missing_svix_header`.
+                     */
+                    "svix-id"?: string;
+                    /**
+                     * @description Required. When the delivery was signed, in Unix seconds; outside ±5 minutes of
+                     *     now: 401 `timestamp_out_of_tolerance`.
+                     */
+                    "svix-timestamp"?: string;
+                    /**
+                     * @description Required. Space-separated `v1,<base64 HMAC-SHA256>` signatures of
+                     *     `{svix-id}.{svix-timestamp}.{body}`; one must match a `CLERK_WEBHOOK_SECRET`, or
+                     *     401 `invalid_signature`.
+                     */
+                    "svix-signature"?: string;
+                };
                 path?: never;
                 cookie?: never;
             };
@@ -2646,7 +2514,7 @@ export interface paths {
                         "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                     };
                 };
-                /** @description error code `not_configured`, `unavailable`, `not_migrated`, `pool_saturated` */
+                /** @description error code `not_configured`, `unavailable`, `database_missing`, `not_migrated`, `pool_saturated` */
                 503: {
                     headers: {
                         /** @description Seconds to wait before retrying. */
