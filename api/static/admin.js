@@ -209,7 +209,15 @@
     return q;
   }
 
+  // What a row shows of an event: a live refresh rebuilds a row only when it changed, so a
+  // button is never replaced under the pointer for nothing.
+  function eventShown(ev) {
+    return [ev.status, ev.attempts, ev.last_error || "", ev.received_at].join("|");
+  }
+
   function fillEventRow(tr, ev) {
+    if (tr.dataset.shown === eventShown(ev)) { return; }
+    tr.dataset.shown = eventShown(ev);
     tr.textContent = "";
     tr.dataset.svixId = ev.svix_id;
     tr.dataset.status = ev.status;
@@ -337,6 +345,7 @@
       flash("Replayed " + id + ": " + body.job_ids.length + " job(s) queued.", true);
       tr.querySelector("td.status").textContent = "";
       tr.querySelector("td.status").appendChild(badge("queued"));
+      tr.dataset.shown = ""; // edited by hand: the next refresh rebuilds the row
       return follow(tr, Date.now() + 60000);
     }).catch(function (err) { b.disabled = false; failed(err); });
   }

@@ -179,14 +179,27 @@ impl Browser {
             .unwrap_or_else(|| panic!("no element {css}"))
     }
 
+    /// Clicks the first element matching `css`. A page that re-renders the element between
+    /// finding and clicking it (a live-updating list) makes WebDriver answer "stale element
+    /// reference": it is found again and clicked, as a person would click again. Any other
+    /// WebDriver error fails the test.
     pub async fn click(&self, css: &str) {
-        let id = self.must(css).await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{id}/click"),
-            Some(json!({})),
-        )
-        .await;
+        for _ in 0..5 {
+            let id = self.must(css).await;
+            let v = self
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/element/{id}/click"),
+                    Some(json!({})),
+                )
+                .await;
+            match v.get("error").and_then(Value::as_str) {
+                None => return,
+                Some("stale element reference") => continue,
+                Some(e) => panic!("clicking {css}: {e}: {}", v["message"]),
+            }
+        }
+        panic!("clicking {css}: the page replaced the element five times in a row");
     }
 
     /// Types `text` into the first element matching `css` (an input).
