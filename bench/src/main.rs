@@ -10,8 +10,11 @@
 //! bench idle-wake --database-url URL --samples N
 //! bench fake-clerk --port P                            Clerk's Backend API, answering at once
 //! bench urgent --database-url URL --backlog N --samples S
+//! bench noop --database-url URL --jobs N --workers W   the queue runtime alone (noop.rs)
+//! bench noop-worker --database-url URL                one process running no-op jobs
 //! ```
 
+mod noop;
 mod observe;
 
 use anyhow::{bail, Context, Result};
@@ -30,7 +33,7 @@ const FIXTURE: &str = include_str!("../../tests/fixtures/clerk/user.created.json
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        bail!("usage: bench sample-body|intake|enqueue|wait-drained|idle-wake|fake-clerk|urgent [--flag value]…")
+        bail!("usage: bench sample-body|intake|enqueue|wait-drained|idle-wake|fake-clerk|urgent|noop|noop-worker [--flag value]…")
     };
     let opts = Opts::parse(&args[1..])?;
     let out = match cmd.as_str() {
@@ -54,6 +57,15 @@ async fn main() -> Result<()> {
         "idle-wake" => idle_wake(&opts).await?,
         "fake-clerk" => return fake_clerk(&opts).await,
         "urgent" => urgent(&opts).await?,
+        "noop" => {
+            noop::drain(
+                opts.str("database-url")?,
+                opts.num("jobs")?,
+                opts.num("workers")?,
+            )
+            .await?
+        }
+        "noop-worker" => return noop::worker(opts.str("database-url")?).await,
         other => bail!("unknown subcommand `{other}`"),
     };
     println!("{out}");
