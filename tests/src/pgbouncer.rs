@@ -31,6 +31,13 @@ impl PgBouncer {
     /// Starts PgBouncer in transaction mode in front of the server [`crate::db::admin_url`]
     /// names; every database name is passed through to it.
     pub fn start() -> Self {
+        Self::start_with_pool_size(20)
+    }
+
+    /// [`PgBouncer::start`] with `size` server connections per database (`default_pool_size`):
+    /// with 1, every client's transactions share one server connection, and whatever session
+    /// state one leaves there (named prepared statements) the next one meets.
+    pub fn start_with_pool_size(size: u32) -> Self {
         let upstream = host_port(&crate::db::admin_url());
         let dir = std::env::temp_dir().join(format!(
             "authsync-pgbouncer-{}",
@@ -54,7 +61,7 @@ impl PgBouncer {
                  auth_file = {auth}\n\
                  pool_mode = transaction\n\
                  max_client_conn = 1000\n\
-                 default_pool_size = 20\n\
+                 default_pool_size = {size}\n\
                  ignore_startup_parameters = extra_float_digits,application_name,options\n",
                 host = upstream.0,
                 upstream_port = upstream.1,
